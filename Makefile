@@ -1,0 +1,41 @@
+# Every target bootstraps its own virtual environment from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+PKGS   := hypervisor minikern
+LINTED := hypervisor minikern lessons tests benchmarks
+
+.PHONY: test lint typecheck pytest demo bench docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict $(PKGS)
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2
+
+demo: $(STAMP)
+	$(BIN)/python -m minikern demo
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	$(BIN)/sphinx-build -q -b html docs docs/_build/html
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache docs/_build

@@ -1,0 +1,170 @@
+"""The domain builder: the dom0-style start-of-day state of spec section 8.
+
+Layout of the domain's pseudo-physical pages (all mapped at
+``virt_base + pfn * 4096``):
+
+    pfn 0 ..              the P2M array (one 8-byte mfn per pfn)   RW
+    next                  start_info                               RW
+    pt_base ..            bootstrap page tables, top level first   read-only
+    the rest              free for the guest, zero-filled          RW
+
+The tables are written as plain data, then the top level is validated by
+taking real references -- pin, then base pointer -- so the counts are exactly
+what Xen's own rules produce (type count 2 on the top: pin + base).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import attrs
+
+from hypervisor import abi
+from hypervisor.hw import Mmu
+from hypervisor.mm.domain import PvDomain, PvVcpu
+from hypervisor.mm.frames import PageType
+from hypervisor.mm.refs import get_page, get_page_type
+from hypervisor.mm.state import XenState
+
+__all__ = ["BuiltDomain", "VIRT_BASE", "build_domain"]
+
+P, RW, US, A, D = 0x1, 0x2, 0x4, 0x20, 0x40
+VIRT_BASE = {64: 0xFFFFFFFF80000000, 32: 0xC0000000}
+"""Where the bootstrap region starts: Linux's ``__START_KERNEL_map`` for 64-bit
+guests, ``PAGE_OFFSET`` for 32-bit ones."""
+_VIRT_END = {64: 1 << 64, 32: abi.HYPERVISOR_COMPAT_VIRT_START}
+_SHIFTS = {64: (39, 30, 21), 32: (30, 21)}
+_L1_PROT = {64: P | RW | A | US, 32: P | RW | A}
+_UPPER_PROT = {64: P | RW | A | D | US, 32: P | RW | A | D}
+
+
+@attrs.frozen
+class BuiltDomain:
+    domain: PvDomain
+    start_info: abi.StartInfo
+    p2m: tuple[int, ...]
+
+
+def _tables_needed(virt_base: int, nr_pages: int, width: int) -> list[int]:
+    """How many tables each level needs to map ``nr_pages`` pages, top first."""
+    end = virt_base + nr_pages * abi.PAGE_SIZE - 1
+    counts = [1]
+    for shift in _SHIFTS[width]:
+        counts.append((end >> shift) - (virt_base >> shift) + 1)
+    return counts
+
+
+def build_domain(
+    xen: XenState, domid: int, nr_pages: int, privileged: bool, width: int, nr_vcpus: int
+) -> BuiltDomain:
+    """Allocate, lay out, map and validate a new domain (``dom0_construct_pv``)."""
+    if width not in (32, 64):
+        raise ValueError(f"guest_width must be 32 or 64, not {width!r}")
+    if nr_vcpus < 1:
+        raise ValueError("a domain needs at least one vCPU")
+    virt_base = VIRT_BASE[width]
+    counts = _tables_needed(virt_base, nr_pages, width)
+    p2m_frames = -(-nr_pages * 8 // abi.PAGE_SIZE)
+    nr_pt = sum(counts)
+    first_free = p2m_frames + 1 + nr_pt
+    if nr_pages < first_free + 1 or virt_base + nr_pages * abi.PAGE_SIZE > _VIRT_END[width]:
+        raise ValueError(f"a {width}-bit domain cannot be built with {nr_pages} pages")
+    mfns = xen.alloc_frames(domid, nr_pages + 1)
+    shinfo = mfns.pop()
+    d = PvDomain(domid, privileged=privileged, guest_width=width)
+    if width == 32:
+        d.vm_assist |= 1 << abi.VMASST_TYPE_pae_extended_cr3
+    d.vcpus = [PvVcpu(i, d, Mmu(xen.mem, d.levels)) for i in range(nr_vcpus)]
+    xen.domains[domid] = d
+    _share_xen_page(xen, shinfo)
+    for pfn, mfn in enumerate(mfns):
+        xen.m2p[mfn] = pfn
+    _write_p2m(xen, mfns)
+    pt_pfn = p2m_frames + 1
+    _write_tables(xen, mfns, virt_base, width, counts, pt_pfn)
+    info = abi.StartInfo(
+        nr_pages=nr_pages,
+        virt_base=virt_base,
+        pt_base=virt_base + pt_pfn * abi.PAGE_SIZE,
+        nr_pt_frames=nr_pt,
+        mfn_list=virt_base,
+        shared_info=shinfo << abi.PAGE_SHIFT,
+        flags=1 if privileged else 0,  # SIF_PRIVILEGED
+        magic=f"xen-3.0-{'x86_64' if width == 64 else 'x86_32p'}",
+        first_p2m_pfn=0,
+        nr_p2m_frames=p2m_frames,
+    )
+    _write_start_info(xen, mfns[p2m_frames], info)
+    _install_top(xen, d, mfns[pt_pfn])
+    return BuiltDomain(d, info, tuple(mfns))
+
+
+def _share_xen_page(xen: XenState, mfn: int) -> None:
+    """shared_info: a Xen-heap page shared writable with its domain."""
+    pg = xen.frames[mfn]
+    pg.allocated, pg.xen_heap = False, True
+    pg.type, pg.type_count, pg.validated = PageType.WRITABLE, 1, True
+
+
+def _write_p2m(xen: XenState, mfns: list[int]) -> None:
+    for i in range(0, len(mfns), 512):
+        chunk = mfns[i : i + 512]
+        xen.mem.words(mfns[i // 512])[: len(chunk)] = memoryview(
+            struct.pack(f"<{len(chunk)}Q", *chunk)
+        ).cast("Q")
+
+
+def _write_tables(
+    xen: XenState, mfns: list[int], virt_base: int, width: int, counts: list[int], pt_pfn: int
+) -> None:
+    """Fill the bootstrap tables as plain data: every page mapped, the table
+    frames themselves read-only. ``counts`` is the number of tables per level,
+    top first; the tables of each level follow each other from ``pt_pfn`` on."""
+    shifts = (*_SHIFTS[width], 12)  # what one entry of each level covers
+    first = [pt_pfn]
+    for c in counts[:-1]:
+        first.append(first[-1] + c)
+
+    def table_of(level_i: int, va: int) -> int:
+        if level_i == 0:
+            return mfns[first[0]]
+        block = shifts[level_i - 1]
+        return mfns[first[level_i] + (va >> block) - (virt_base >> block)]
+
+    for level_i in range(len(counts) - 1):
+        shift = shifts[level_i]
+        mask = 3 if width == 32 and level_i == 0 else 511
+        prot = P if width == 32 and level_i == 0 else _UPPER_PROT[width]
+        for n in range(counts[level_i + 1]):
+            va = ((virt_base >> shift) + n) << shift
+            child = mfns[first[level_i + 1] + n]
+            xen.mem.words(table_of(level_i, va))[(va >> shift) & mask] = child << 12 | prot
+    last = len(counts) - 1
+    pt_pfns = range(pt_pfn, pt_pfn + sum(counts))
+    for pfn, mfn in enumerate(mfns):
+        va = virt_base + pfn * abi.PAGE_SIZE
+        prot = _L1_PROT[width] & ~RW if pfn in pt_pfns else _L1_PROT[width]
+        xen.mem.words(table_of(last, va))[(va >> 12) & 511] = mfn << 12 | prot
+
+
+def _write_start_info(xen: XenState, mfn: int, info: abi.StartInfo) -> None:
+    """``struct start_info`` in guest memory, at Xen's offsets."""
+    page = xen.mem.page(mfn)
+    page[0:32] = info.magic.encode().ljust(32, b"\0")
+    struct.pack_into("<QQI", page, 32, info.nr_pages, info.shared_info, info.flags)
+    struct.pack_into("<QQQ", page, 88, info.pt_base, info.nr_pt_frames, info.mfn_list)
+    struct.pack_into("<QQ", page, 1152, info.first_p2m_pfn, info.nr_p2m_frames)
+
+
+def _install_top(xen: XenState, d: PvDomain, top: int) -> None:
+    """Pin the top-level table and load it on vCPU 0 (type count 2)."""
+    t = PageType.L3 if d.is_32bit else PageType.L4
+    pg = xen.frames[top]
+    for _ in range(2):
+        if not get_page(pg, d.domid):
+            raise AssertionError("builder: top-level table not owned")  # pragma: no cover
+        get_page_type(xen, top, pg, t)
+    pg.pinned = True
+    v0 = d.vcpus[0]
+    v0.guest_table = top
+    v0.mmu.load_root(top)

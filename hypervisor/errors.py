@@ -1,0 +1,108 @@
+"""The three tiers of error.
+
+1. :class:`GuestError` -- a rule broken by the guest. Raised deep inside the
+   memory-management code with a rule id and the facts (frame, slot, level);
+   whatever was half-done is rolled back on the way out; the hypercall entry
+   point turns it into a :class:`HypercallError` exactly once.
+2. :class:`PageFault` -- raised by the simulated MMU when a translation fails.
+3. Anything else escaping the hypervisor is a bug in the hypervisor itself.
+"""
+
+from __future__ import annotations
+
+from hypervisor import abi
+from hypervisor.rules import Rule, rule
+
+__all__ = ["GuestError", "HypercallError", "PageFault"]
+
+
+class GuestError(Exception):
+    """Internal: the guest broke ``rule``. ``detail`` names the frame and entry;
+    ``path`` records the tables being validated when the error happened,
+    outermost first, as ``(level, mfn, slot)``."""
+
+    def __init__(self, rule_id: str, detail: str) -> None:
+        super().__init__(rule_id, detail)
+        self.rule: Rule = rule(rule_id)
+        self.detail = detail
+        self.path: list[tuple[int, int, int]] = []
+        self.done = 0
+
+    @property
+    def errno(self) -> int:
+        return self.rule.errno
+
+    def explain(self) -> str:
+        """The detail, the validation path and the rule in plain words."""
+        text = self.detail
+        if self.path:
+            hops = " -> ".join(f"L{lv} mfn {mfn:#x} slot {slot}" for lv, mfn, slot in self.path)
+            text = f"while validating {hops}: {text}"
+        return f"{text}; {self.rule.principle} — {self.rule.fix}"
+
+
+class HypercallError(OSError):
+    """A hypercall was refused.
+
+    Raised when: Xen would have returned a negative errno. ``errno`` is the
+    positive value (``errno.EINVAL``...), ``done`` the number of requests that
+    completed before the failing one (they stay applied, as in Xen), ``rule``
+    the stable id of the broken rule (see :mod:`hypervisor.rules`), ``op`` the
+    hypercall's name.
+
+    What to do: read the message -- it names the frame, the entry and the rule
+    -- and fix the guest, not the hypervisor.
+    """
+
+    def __init__(self, errno: int, message: str, *, done: int = 0, rule: str = "", op: str = ""):
+        super().__init__(errno, message)
+        self.done = done
+        self.rule = rule
+        self.op = op
+
+    @property
+    def message(self) -> str:
+        return str(self.strerror)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (self.errno, self.strerror, self.done, self.rule, self.op))
+
+
+def _rebuild(errno: int, message: str, done: int, rule_id: str, op: str) -> HypercallError:
+    return HypercallError(errno, message, done=done, rule=rule_id, op=op)
+
+
+PF_PRESENT = 1
+PF_WRITE = 2
+PF_USER = 4
+
+
+class PageFault(Exception):  # noqa: N818 -- the hardware's name
+    """The MMU could not translate ``va`` for this access.
+
+    ``error_code`` uses the x86 bits: 1 the page was present (a protection
+    violation), 2 the access was a write, 4 it came from user mode.
+    """
+
+    def __init__(self, va: int, error_code: int, reason: str = "") -> None:
+        self.va = va
+        self.error_code = error_code
+        self.reason = reason
+        bits = [
+            "protection" if error_code & PF_PRESENT else "not-present",
+            "write" if error_code & PF_WRITE else "read",
+            "user" if error_code & PF_USER else "kernel",
+        ]
+        msg = f"page fault at {va:#x} ({', '.join(bits)})"
+        super().__init__(f"{msg}: {reason}" if reason else msg)
+
+
+def refusal(op: str, err: GuestError, done: int = 0) -> HypercallError:
+    """Turn an internal :class:`GuestError` into the public error, once."""
+    name = abi.errno_name(err.errno)
+    return HypercallError(
+        err.errno, f"{op} refused ({name}): {err.explain()}", done=done, rule=err.rule.id, op=op
+    )

@@ -1,0 +1,72 @@
+"""Sparse machine memory.
+
+A frame's 4 KiB exist only once something writes to it, so a machine of
+millions of frames costs memory only for the frames in use. Page-table entries
+are 64-bit little-endian words read and written in place: the page walk reads
+the very bytes the guest wrote.
+"""
+
+from __future__ import annotations
+
+from hypervisor.abi import PAGE_SIZE
+
+__all__ = ["Memory", "ZERO_WORDS"]
+
+ZERO_WORDS = memoryview(bytes(PAGE_SIZE)).cast("Q")
+"""A read-only all-zero frame, handed out for frames never written."""
+
+
+class Memory:
+    """``total_frames`` frames of 4 KiB, allocated on first write."""
+
+    __slots__ = ("_pages", "_words", "total_frames")
+
+    def __init__(self, total_frames: int) -> None:
+        self.total_frames = total_frames
+        self._pages: dict[int, bytearray] = {}
+        self._words: dict[int, memoryview] = {}
+
+    def is_ram(self, mfn: int) -> bool:
+        """True if ``mfn`` names a frame of this machine's memory."""
+        return 0 <= mfn < self.total_frames
+
+    def words(self, mfn: int) -> memoryview:
+        """The frame as 512 writable 64-bit words, materialising it if needed."""
+        view = self._words.get(mfn)
+        if view is None:
+            page = bytearray(PAGE_SIZE)
+            self._pages[mfn] = page
+            view = self._words[mfn] = memoryview(page).cast("Q")
+        return view
+
+    def peek(self, mfn: int) -> memoryview:
+        """The frame as 512 64-bit words for reading (shared zeros if never written)."""
+        view = self._words.get(mfn)
+        return ZERO_WORDS if view is None else view
+
+    def page(self, mfn: int) -> bytearray:
+        """The frame's bytes, writable, materialising it if needed."""
+        self.words(mfn)
+        return self._pages[mfn]
+
+    def frame_bytes(self, mfn: int) -> bytes:
+        """A copy of the frame's 4096 bytes."""
+        page = self._pages.get(mfn)
+        return bytes(PAGE_SIZE) if page is None else bytes(page)
+
+    def zero(self, mfn: int) -> None:
+        """Zero the frame (by forgetting it: absent frames read as zeros)."""
+        self._pages.pop(mfn, None)
+        self._words.pop(mfn, None)
+
+    def copy(self, dst: int, src: int) -> None:
+        """Copy frame ``src`` over frame ``dst``."""
+        page = self._pages.get(src)
+        if page is None:
+            self.zero(dst)
+        else:
+            self.page(dst)[:] = page
+
+    def resident_frames(self) -> int:
+        """How many frames hold real bytes."""
+        return len(self._pages)

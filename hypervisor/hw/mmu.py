@@ -1,0 +1,128 @@
+"""The page walk: x86-64 4-level paging, and the 3-level PAE layout of a
+32-bit guest (a 4-entry L3 on top).
+
+The walk reads the tables straight out of machine memory, checks RW and US at
+every level, and -- as x86 does -- sets ACCESSED in every entry it uses and
+DIRTY in the leaf on a write. The TLB in front of it caches the result.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from hypervisor.abi import PAGE_SHIFT, PTE_MFN_MASK
+from hypervisor.hw.memory import Memory
+from hypervisor.hw.tlb import Tlb, TlbEntry
+
+__all__ = ["Mmu", "Translation", "WalkFault", "walk"]
+
+P, RW, US, A, D, PSE = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
+FAULT_PRESENT, FAULT_WRITE, FAULT_USER, FAULT_RSVD = 1, 2, 4, 8
+_SHIFTS = {4: (39, 30, 21, 12), 3: (30, 21, 12)}
+_INDEX_MASKS = {4: (511, 511, 511, 511), 3: (3, 511, 511)}
+
+
+@attrs.frozen
+class Translation:
+    """A successful walk: the frame, the effective permissions, and where the
+    leaf entry lives (``l1_mfn``, ``l1_slot``) with its value after the walk."""
+
+    mfn: int
+    writable: bool
+    user: bool
+    l1_mfn: int
+    l1_slot: int
+    leaf: int
+
+
+class WalkFault(Exception):  # noqa: N818 -- a hardware event, not an error
+    """The walk failed: ``error_code`` has the x86 page-fault bits; ``level``
+    is the level of the entry that stopped it."""
+
+    def __init__(self, va: int, error_code: int, level: int, why: str) -> None:
+        super().__init__(va, error_code, level, why)
+        self.va = va
+        self.error_code = error_code
+        self.level = level
+        self.why = why
+
+
+def walk(
+    mem: Memory, root: int, va: int, *, levels: int, write: bool, user: bool, set_ad: bool = True
+) -> Translation:
+    """Translate ``va`` through the tables rooted at frame ``root``.
+
+    Raises :class:`WalkFault` for a non-present entry, a reserved bit, or a
+    permission the access needs and the walk does not grant (RW is enforced in
+    kernel mode too, as with CR0.WP set; US only in user mode).
+    """
+    code = (FAULT_WRITE if write else 0) | (FAULT_USER if user else 0)
+    table, rw_all, us_all = root, True, True
+    used: list[tuple[int, int, int]] = []
+    entry = 0
+    idx = 0
+    for level, (shift, imask) in enumerate(
+        zip(_SHIFTS[levels], _INDEX_MASKS[levels], strict=True)
+    ):
+        lvl = levels - level
+        idx = (va >> shift) & imask
+        entry = mem.peek(table)[idx]
+        if not entry & P:
+            raise WalkFault(va, code, lvl, f"L{lvl} entry {idx} of mfn {table:#x} is not present")
+        if lvl > 1 and entry & PSE:
+            raise WalkFault(va, code | FAULT_PRESENT | FAULT_RSVD, lvl, "reserved bit (PSE)")
+        rw_all = rw_all and bool(entry & RW)
+        us_all = us_all and bool(entry & US)
+        used.append((table, idx, entry))
+        table = (entry & PTE_MFN_MASK) >> PAGE_SHIFT
+    if user and not us_all:
+        raise WalkFault(va, code | FAULT_PRESENT, 1, "a supervisor-only mapping")
+    if write and not rw_all:
+        raise WalkFault(va, code | FAULT_PRESENT, 1, "a read-only mapping")
+    if set_ad:
+        last = len(used) - 1
+        for n, (tmfn, slot, e) in enumerate(used):
+            want = e | A | (D if write and n == last else 0)
+            if want != e:
+                mem.words(tmfn)[slot] = want
+                if n == last:
+                    entry = want
+    l1_mfn, l1_slot, _ = used[-1]
+    return Translation(table, rw_all, us_all, l1_mfn, l1_slot, entry)
+
+
+class Mmu:
+    """One CPU's MMU: the loaded root table (CR3), the paging mode and the TLB."""
+
+    __slots__ = ("levels", "mem", "root", "tlb")
+
+    def __init__(self, mem: Memory, levels: int) -> None:
+        self.mem = mem
+        self.levels = levels
+        self.root = 0
+        self.tlb = Tlb()
+
+    def load_root(self, root: int) -> None:
+        """Load CR3: the new root takes effect and the TLB is flushed."""
+        self.root = root
+        self.tlb.flush_all()
+
+    def translate(self, va: int, *, write: bool, user: bool) -> int:
+        """The machine frame for ``va``, from the TLB or a fresh walk.
+
+        A cached entry that does not grant the access (or lacks DIRTY for a
+        write) is dropped and the tables walked again, as x86 does before it
+        raises a fault.
+        """
+        vpn = va >> PAGE_SHIFT
+        key = (self.root, vpn)
+        hit = self.tlb.entries.get(key)
+        if hit is not None:
+            if (not write or (hit.writable and hit.dirty)) and (not user or hit.user):
+                return hit.mfn
+            del self.tlb.entries[key]
+        if not self.root:
+            raise WalkFault(va, (2 if write else 0) | (4 if user else 0), self.levels, "no CR3")
+        t = walk(self.mem, self.root, va, levels=self.levels, write=write, user=user)
+        self.tlb.entries[key] = TlbEntry(t.mfn, t.writable, t.user, bool(t.leaf & D))
+        return t.mfn

@@ -1,0 +1,257 @@
+"""``HYPERVISOR_mmuext_op`` (number 26): pin and unpin tables, load base
+pointers, flush TLBs, clear and copy pages. Each command is a small handler
+registered in :data:`COMMANDS`; the batch stops at the first failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hypervisor.abi import DOMID_SELF
+from hypervisor.errors import GuestError
+from hypervisor.hypercalls.args import as_int, as_sequence, mmuext_request
+from hypervisor.hypercalls.common import get_pg_owner, guest_va_ok, ram_page
+from hypervisor.hypercalls.dispatch import hypercall
+from hypervisor.mm.domain import PvDomain, PvVcpu
+from hypervisor.mm.frames import PageInfo, PageType
+from hypervisor.mm.refs import get_page, get_page_type, put_page, put_page_and_type, put_page_type
+from hypervisor.mm.state import XenState
+
+__all__ = ["COMMANDS", "do_mmuext_op"]
+
+Op = Callable[[XenState, PvVcpu, PvDomain, int, int], None]
+COMMANDS: dict[int, Op] = {}
+PIN_TYPE = {0: PageType.L1, 1: PageType.L2, 2: PageType.L3, 3: PageType.L4}
+
+
+def command(*numbers: int) -> Callable[[Op], Op]:
+    def deco(fn: Op) -> Op:
+        for n in numbers:
+            COMMANDS[n] = fn
+        return fn
+
+    return deco
+
+
+@hypercall(26, "mmuext_op", 1, 2)
+def do_mmuext_op(xen: XenState, v: PvVcpu, ops: Any, foreigndom: Any = DOMID_SELF) -> int:
+    """mm.c ``do_mmuext_op``. Returns the number of ops done."""
+    d = v.domain
+    pg_owner = get_pg_owner(xen, d, as_int(foreigndom, 16, "foreigndom"))
+    if pg_owner is xen.dom_io or pg_owner is xen.dom_xen:
+        raise GuestError("mmuext.fd-not-pv", f"foreigndom d{pg_owner.domid:#x}")
+    if pg_owner is not d and not d.privileged:
+        raise GuestError(
+            "foreigndom.not-privileged", f"d{d.domid} may not act on d{pg_owner.domid}"
+        )
+    ops = as_sequence(ops, "ops")
+    xen.stats["requests"] += len(ops)
+    for i, op in enumerate(ops):
+        try:
+            cmd, arg1, arg2 = mmuext_request(op)
+            handler = COMMANDS.get(cmd)
+            if handler is None:
+                raise GuestError("mmuext.unknown-command", f"command {cmd}")
+            handler(xen, v, pg_owner, arg1, arg2)
+        except GuestError as err:
+            err.done = i
+            raise
+    return len(ops)
+
+
+def _owned(xen: XenState, mfn: int, owner: PvDomain, rule_id: str, what: str) -> PageInfo:
+    """Take a general reference on ``mfn`` for ``owner`` or refuse with ``rule_id``."""
+    pg = ram_page(xen, mfn)
+    if not get_page(pg, owner.domid):
+        raise GuestError(rule_id, f"{what} mfn {mfn:#x} is not owned by d{owner.domid}")
+    assert pg is not None
+    return pg
+
+
+def _self_only(v: PvVcpu, pg_owner: PvDomain, what: str) -> None:
+    if pg_owner is not v.domain:
+        raise GuestError("mmuext.foreign-op", f"{what} with foreigndom d{pg_owner.domid}")
+
+
+def _make_pin(t: PageType) -> Op:
+    """MMUEXT_PIN_Ln_TABLE: validate as Ln and hold it with a pin (not nested)."""
+
+    def pin(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _arg2: int) -> None:
+        if t is PageType.L4 and pg_owner.is_32bit:
+            return  # PIN_L4 on a 32-bit guest: a silent no-op
+        pg = _owned(xen, mfn, pg_owner, "pin.not-owned", f"PIN_L{int(t)}_TABLE of")
+        try:
+            get_page_type(xen, mfn, pg, t)
+        except GuestError:
+            put_page(xen, mfn, pg)
+            raise
+        if pg.pinned:
+            put_page_type(xen, mfn, pg)
+            put_page(xen, mfn, pg)
+            raise GuestError("pin.already-pinned", f"mfn {mfn:#x} is already pinned")
+        pg.pinned = True
+
+    pin.__doc__ = f"MMUEXT_PIN_L{int(t)}_TABLE (mm.c do_mmuext_op)."
+    return pin
+
+
+for _cmd, _t in PIN_TYPE.items():
+    COMMANDS[_cmd] = _make_pin(_t)
+
+
+@command(4)
+def _unpin(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _arg2: int) -> None:
+    """MMUEXT_UNPIN_TABLE: drop the pin's references. Being the current base,
+    or being referenced by other tables, is *not* checked."""
+    pg = _owned(xen, mfn, pg_owner, "unpin.not-owned", "UNPIN_TABLE of")
+    if not pg.pinned:
+        put_page(xen, mfn, pg)
+        raise GuestError("unpin.not-pinned", f"mfn {mfn:#x} is not pinned")
+    pg.pinned = False
+    put_page_and_type(xen, mfn, pg)
+    put_page(xen, mfn, pg)
+
+
+@command(5)
+def _new_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _arg2: int) -> None:
+    """MMUEXT_NEW_BASEPTR (mm.c ``new_guest_cr3``): takes its own top-level
+    type reference, validating the tree if needed -- no pin required."""
+    if pg_owner is not v.domain:
+        raise GuestError("baseptr.foreign", f"NEW_BASEPTR with foreigndom d{pg_owner.domid}")
+    old = v.guest_table
+    if mfn == old:
+        _load(xen, v, mfn)
+        return
+    t = PageType.L3 if v.domain.is_32bit else PageType.L4
+    pg = _owned(xen, mfn, v.domain, "baseptr.not-owned", "NEW_BASEPTR")
+    try:
+        get_page_type(xen, mfn, pg, t)
+    except GuestError:
+        put_page(xen, mfn, pg)
+        raise
+    v.guest_table = mfn
+    if not v.in_user_mode:
+        _load(xen, v, mfn)
+    if old:
+        put_page_and_type(xen, old, xen.frames[old])
+
+
+def _load(xen: XenState, v: PvVcpu, mfn: int) -> None:
+    v.mmu.root = mfn
+    xen.flush_vcpu(v, "new_baseptr")
+
+
+@command(15)
+def _new_user_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _a: int) -> None:
+    """MMUEXT_NEW_USER_BASEPTR: the L4 used in user mode (64-bit only); 0 clears it."""
+    if pg_owner is not v.domain:
+        raise GuestError("baseptr.foreign", f"NEW_USER_BASEPTR with foreigndom d{pg_owner.domid}")
+    if v.domain.is_32bit:
+        raise GuestError("baseptr.no-user-base-32", "NEW_USER_BASEPTR on a 32-bit guest")
+    old = v.guest_table_user
+    if mfn == old:
+        return
+    if mfn:
+        pg = _owned(xen, mfn, v.domain, "baseptr.not-owned", "NEW_USER_BASEPTR")
+        try:
+            get_page_type(xen, mfn, pg, PageType.L4)
+        except GuestError:
+            put_page(xen, mfn, pg)
+            raise
+    v.guest_table_user = mfn
+    if old:
+        put_page_and_type(xen, old, xen.frames[old])
+
+
+def _vcpus_in(d: PvDomain, mask: int) -> list[PvVcpu]:
+    return [w for w in d.vcpus if mask >> w.vcpu_id & 1]
+
+
+def _make_flush(scope: str, per_va: bool) -> Op:
+    """MMUEXT_TLB_FLUSH_* / MMUEXT_INVLPG_* (LOCAL, MULTI with a vCPU bitmap in
+    arg2, ALL). A non-guest address makes INVLPG a silent no-op."""
+
+    def flush(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, arg2: int) -> None:
+        _self_only(v, pg_owner, f"TLB flush ({scope})")
+        d = v.domain
+        targets = {"local": [v], "multi": _vcpus_in(d, arg2), "all": d.vcpus}[scope]
+        reason = f"{'invlpg' if per_va else 'tlb_flush'}_{scope}"
+        for w in targets:
+            if not per_va:
+                xen.flush_vcpu(w, reason)
+            elif guest_va_ok(d, arg1):
+                xen.flush_va(w, arg1, reason)
+
+    return flush
+
+
+for _cmd, (_scope, _per_va) in {
+    6: ("local", False),
+    7: ("local", True),
+    8: ("multi", False),
+    9: ("multi", True),
+    10: ("all", False),
+    11: ("all", True),
+}.items():
+    COMMANDS[_cmd] = _make_flush(_scope, _per_va)
+
+
+@command(12, 18)
+def _flush_cache(xen: XenState, v: PvVcpu, pg_owner: PvDomain, _arg1: int, _arg2: int) -> None:
+    """MMUEXT_FLUSH_CACHE(_GLOBAL): only with I/O privileges."""
+    _self_only(v, pg_owner, "FLUSH_CACHE")
+    if not v.domain.privileged:
+        raise GuestError("mmuext.cache-flush-denied", f"d{v.domain.domid} has no I/O privileges")
+
+
+@command(13)
+def _set_ldt(xen: XenState, v: PvVcpu, pg_owner: PvDomain, base: int, ents: int) -> None:
+    """MMUEXT_SET_LDT: record the LDT (its frames would be typed lazily on use)."""
+    _self_only(v, pg_owner, "SET_LDT")
+    end = base + ents * 8 - 1 if ents else base
+    if base & 0xFFF or ents > 8192 or not guest_va_ok(v.domain, base) or not guest_va_ok(
+        v.domain, end
+    ):
+        raise GuestError("mmuext.bad-ldt", f"SET_LDT base {base:#x}, {ents} entries")
+    v.ldt_base, v.ldt_ents = base, ents
+
+
+@command(16)
+def _clear_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _arg2: int) -> None:
+    """MMUEXT_CLEAR_PAGE: zero a frame that can take the writable type."""
+    pg = _owned(xen, mfn, pg_owner, "page.not-owned", "CLEAR_PAGE of")
+    try:
+        get_page_type(xen, mfn, pg, PageType.WRITABLE)
+    except GuestError:
+        put_page(xen, mfn, pg)
+        raise
+    xen.mem.zero(mfn)
+    put_page_and_type(xen, mfn, pg)
+
+
+@command(17)
+def _copy_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, dst: int, src: int) -> None:
+    """MMUEXT_COPY_PAGE: copy ``arg2`` (any type) over ``arg1`` (must take writable)."""
+    spg = _owned(xen, src, pg_owner, "page.not-owned", "COPY_PAGE source")
+    try:
+        dpg = _owned(xen, dst, pg_owner, "page.not-owned", "COPY_PAGE destination")
+    except GuestError:
+        put_page(xen, src, spg)
+        raise
+    try:
+        get_page_type(xen, dst, dpg, PageType.WRITABLE)
+    except GuestError:
+        put_page(xen, dst, dpg)
+        put_page(xen, src, spg)
+        raise
+    xen.mem.copy(dst, src)
+    put_page_and_type(xen, dst, dpg)
+    put_page(xen, src, spg)
+
+
+@command(19, 20)
+def _superpages(xen: XenState, v: PvVcpu, pg_owner: PvDomain, _arg1: int, _arg2: int) -> None:
+    """MMUEXT_MARK_SUPER / UNMARK_SUPER: removed in Xen 4.10."""
+    raise GuestError("mmuext.no-superpages", "MARK_SUPER/UNMARK_SUPER")
+

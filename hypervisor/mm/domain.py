@@ -1,0 +1,51 @@
+"""Xen's view of domains and vCPUs (``struct domain``, ``struct vcpu``): the
+state the memory-management code reads and changes. The public ``Domain`` and
+``VCpu`` handles wrap these."""
+
+from __future__ import annotations
+
+import attrs
+
+from hypervisor.hw import Mmu
+
+__all__ = ["PvDomain", "PvVcpu"]
+
+
+@attrs.define(eq=False)
+class PvVcpu:
+    """One vCPU: its base pointers (``guest_table``, ``guest_table_user``), its
+    mode, and the hardware MMU it runs on."""
+
+    vcpu_id: int
+    domain: PvDomain
+    mmu: Mmu
+    guest_table: int = 0
+    guest_table_user: int = 0
+    in_user_mode: bool = False
+    ldt_base: int = 0
+    ldt_ents: int = 0
+
+
+@attrs.define(eq=False)
+class PvDomain:
+    """A paravirtualised domain. Special owners (``DOMID_IO``, ``DOMID_XEN``)
+    are domains too, with no vCPUs."""
+
+    domid: int
+    privileged: bool = False
+    guest_width: int = 64
+    vm_assist: int = 0
+    vcpus: list[PvVcpu] = attrs.Factory(list)
+
+    @property
+    def is_32bit(self) -> bool:
+        return self.guest_width == 32
+
+    @property
+    def levels(self) -> int:
+        """Paging levels: 4, or 3 for a 32-bit PAE guest."""
+        return 3 if self.guest_width == 32 else 4
+
+    def assist(self, vmasst_type: int) -> bool:
+        """Is ``VMASST_TYPE_<vmasst_type>`` enabled?"""
+        return bool(self.vm_assist >> vmasst_type & 1)

@@ -1,0 +1,99 @@
+"""Changing one entry of a validated table: ``mod_l1_entry`` and
+``mod_l2/l3/l4_entry`` (mm.c).
+
+The order is always: check the flags, take the new entry's references, write,
+then drop the old entry's references -- so replacing an entry by itself is
+safe and no type count touches 0 in between. An update that changes only
+harmless flags takes the *fast path* and touches no count at all.
+"""
+
+from __future__ import annotations
+
+from hypervisor.errors import GuestError
+from hypervisor.mm.domain import PvDomain
+from hypervisor.mm.frames import PageInfo
+from hypervisor.mm.l1 import get_page_from_l1e, l1_disallow_mask, put_page_from_l1e
+from hypervisor.mm.state import XenState
+from hypervisor.mm.upper import (
+    PAE_FIRST_XEN_L2_SLOT,
+    adjust_entry,
+    disallow_mask,
+    get_page_from_lne,
+    put_page_from_lne,
+)
+from hypervisor.rules import FASTPATH_COMPARE
+
+__all__ = ["mod_l1_entry", "mod_upper_entry"]
+
+P = 0x1
+AD = 0x20 | 0x40
+
+
+def mod_l1_entry(
+    xen: XenState,
+    words: memoryview,
+    slot: int,
+    nl1e: int,
+    pt_dom: PvDomain,
+    pg_dom: PvDomain,
+    preserve_ad: bool = False,
+    fastpath: bool = True,
+) -> None:
+    """Set entry ``slot`` of a validated L1 to ``nl1e`` (mm.c ``mod_l1_entry``).
+
+    ``pt_dom`` owns the L1; ``pg_dom`` is FD, the expected owner of the mapped
+    frame. With ``preserve_ad`` the A/D bits already in the slot are kept
+    (``MMU_PT_UPDATE_PRESERVE_AD``). Trapped writes pass ``fastpath=False``.
+    """
+    ol1e = words[slot]
+    if nl1e & P:
+        if fastpath and not (ol1e ^ nl1e) & FASTPATH_COMPARE[xen.config.fastpath][0]:
+            mask = l1_disallow_mask(pt_dom)
+            if nl1e & mask:
+                raise GuestError(
+                    "entry.disallowed-flags",
+                    f"L1 entry {nl1e:#x} carries disallowed flag bits {nl1e & mask:#x}",
+                )
+            words[slot] = nl1e | (ol1e & AD) if preserve_ad else nl1e
+            return
+        get_page_from_l1e(xen, nl1e, pt_dom, pg_dom)
+    words[slot] = nl1e | (ol1e & AD) if preserve_ad else nl1e
+    if ol1e & P:
+        put_page_from_l1e(xen, ol1e, pt_dom)
+
+
+def mod_upper_entry(
+    xen: XenState,
+    level: int,
+    c_mfn: int,
+    c_pg: PageInfo,
+    slot: int,
+    ne: int,
+    d: PvDomain,
+    preserve_ad: bool = False,
+) -> None:
+    """Set entry ``slot`` of the validated L``level`` table ``c_mfn`` (2-4) to
+    ``ne`` (mm.c ``mod_l2_entry``/``mod_l3_entry``/``mod_l4_entry``)."""
+    if level == 4 and 256 <= slot < 272:
+        raise GuestError("l4.xen-slot", f"slot {slot} of L4 mfn {c_mfn:#x} belongs to Xen")
+    if d.is_32bit and level == 3 and slot >= 3:
+        raise GuestError("l3.pae-slot", f"slot {slot} of PAE L3 mfn {c_mfn:#x}")
+    if level == 2 and c_pg.pae_xen_l2 and slot >= PAE_FIRST_XEN_L2_SLOT:
+        raise GuestError("l2.pae-xen-slot", f"slot {slot} of PAE Xen L2 mfn {c_mfn:#x}")
+    words = xen.mem.words(c_mfn)
+    oe = words[slot]
+    if ne & P:
+        mask = disallow_mask(level, d)
+        if ne & mask:
+            raise GuestError(
+                "entry.disallowed-flags",
+                f"L{level} entry {ne:#x} carries disallowed flag bits {ne & mask:#x}",
+            )
+        ne = adjust_entry(level, ne, d)
+        if not (oe ^ ne) & FASTPATH_COMPARE[xen.config.fastpath][1]:
+            words[slot] = ne | (oe & AD) if preserve_ad else ne
+            return
+        get_page_from_lne(xen, ne, level, c_mfn, c_pg, d, slot)
+    words[slot] = ne | (oe & AD) if preserve_ad else ne
+    if oe & P:
+        put_page_from_lne(xen, oe, c_mfn, c_pg)

@@ -1,0 +1,166 @@
+"""L1 entries: what a present L1 entry may map, and L1 (de)validation.
+
+A present L1 entry holds a general reference on the frame it maps, plus a
+writable type reference if it has RW. That writable reference is what stops a
+frame from ever being a page table and writable at once: a page table cannot
+take the writable type while its type count is non-zero (EBUSY here), and a
+frame with writable mappings cannot take a page-table type (EINVAL there).
+"""
+
+from __future__ import annotations
+
+from hypervisor.abi import DOMID_IO, INVALID_MFN
+from hypervisor.errors import GuestError
+from hypervisor.mm.domain import PvDomain
+from hypervisor.mm.frames import PageInfo, PageType
+from hypervisor.mm.refs import DEMOTE, PROMOTE, describe, get_page_type, put_page, registers
+from hypervisor.mm.state import IO_FRAMES, XenState
+from hypervisor.rules import L1_CACHE_ATTRS, L1_DISALLOW_MASK
+
+__all__ = ["get_page_from_l1e", "l1_disallow_mask", "put_page_from_l1e"]
+
+P, RW = 0x1, 0x2
+MFN40 = (1 << 40) - 1
+WRITABLE = PageType.WRITABLE
+_RELAXED = L1_DISALLOW_MASK & ~L1_CACHE_ATTRS
+
+
+def l1_disallow_mask(d: PvDomain) -> int:
+    """Flags refused in ``d``'s L1s: cache attributes are allowed only to a
+    domain with I/O privileges (mm.c ``l1_disallow_mask``)."""
+    return _RELAXED if d.privileged or d.domid == DOMID_IO else L1_DISALLOW_MASK
+
+
+def _flags_error(e: int, mask: int, level: int) -> GuestError:
+    bad = e & mask
+    return GuestError(
+        "entry.disallowed-flags",
+        f"L{level} entry {e:#x} carries disallowed flag bits {bad:#x}",
+    )
+
+
+def _get_io(xen: XenState, mfn: int, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
+    """I/O memory (the first MiB, or beyond RAM): permission only, no counts."""
+    if mfn == INVALID_MFN:
+        raise GuestError("l1.invalid-mfn", f"mfn {mfn:#x} is INVALID_MFN")
+    eff = l1_owner if pg_owner is xen.dom_io else pg_owner
+    if not eff.privileged:
+        raise GuestError(
+            "l1.io-no-permission", f"mfn {mfn:#x} is I/O memory and d{eff.domid} has no access"
+        )
+    if eff is not l1_owner and not l1_owner.privileged:
+        raise GuestError(
+            "l1.io-no-permission", f"mfn {mfn:#x} is I/O memory and d{l1_owner.domid} has no access"
+        )
+
+
+def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
+    """Take the references a present L1 entry ``e`` needs (mm.c ``get_page_from_l1e``).
+
+    ``l1_owner`` owns the L1; ``pg_owner`` is FD, the expected owner of the
+    mapped frame. Checks, in Xen's order: flags (EINVAL), I/O memory (EPERM),
+    the owner (EBUSY), and with RW the writable type (EBUSY).
+    """
+    if e & l1_disallow_mask(l1_owner):
+        raise _flags_error(e, l1_disallow_mask(l1_owner), 1)
+    mfn = (e >> 12) & MFN40
+    if mfn < IO_FRAMES or mfn >= xen.total_frames:
+        _get_io(xen, mfn, l1_owner, pg_owner)
+        return
+    pg = xen.frames.get(mfn)
+    if pg is None or pg.count == 0:
+        raise GuestError("l1.free-frame", f"mfn {mfn:#x} is free memory, owned by nobody")
+    owner = pg.owner
+    if owner != pg_owner.domid and (pg_owner is l1_owner or not pg_owner.privileged):
+        raise GuestError(
+            "l1.foreign-frame",
+            f"mfn {mfn:#x} belongs to {_owner_name(owner)}, not d{pg_owner.domid}",
+        )
+    pg.count += 1
+    if e & RW:
+        if pg.type_count and pg.type is not WRITABLE:
+            pg.count -= 1
+            raise GuestError(
+                "l1.writable-pagetable",
+                f"mfn {mfn:#x} is {describe(pg)} and cannot be mapped writable",
+            )
+        get_page_type(xen, mfn, pg, WRITABLE)
+    if e & L1_CACHE_ATTRS and pg.xen_heap:
+        put_page_from_l1e(xen, e, l1_owner)
+        raise GuestError("l1.cache-attr-xen-heap", f"mfn {mfn:#x} is a Xen-heap page")
+
+
+def _owner_name(owner: int | None) -> str:
+    if owner == DOMID_IO:
+        return "DOMID_IO"
+    if owner is None:
+        return "nobody"
+    if owner >= 0x7FF0:
+        return f"DOMID {owner:#x}"
+    return f"d{owner}"
+
+
+def put_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain) -> None:
+    """Release what a present L1 entry held (mm.c ``put_page_from_l1e``)."""
+    mfn = (e >> 12) & MFN40
+    if mfn < IO_FRAMES or mfn >= xen.total_frames:
+        return
+    pg = xen.frames[mfn]
+    if e & RW:
+        pg.type_count -= 1  # writable: no devalidation to do
+    put_page(xen, mfn, pg)
+
+
+@registers(PROMOTE, PageType.L1)
+def promote_l1_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    """Validate every present entry of an L1; all or nothing (mm.c ``promote_l1_table``).
+
+    Validation always runs with the L1's owner as FD: an L1 holding a foreign
+    mapping cannot be (re)validated.
+    """
+    d = xen.domains[pg.owner]  # type: ignore[index]
+    words = xen.mem.peek(mfn)
+    mask = l1_disallow_mask(d)
+    frames = xen.frames
+    total = xen.total_frames
+    domid = d.domid
+    for slot in range(512):
+        e = words[slot]
+        if not e & P:
+            continue
+        # The common case, inlined: a plain mapping of one of d's own frames.
+        tmfn = (e >> 12) & MFN40
+        tpg = frames.get(tmfn)
+        if (
+            not e & mask
+            and tpg is not None
+            and tpg.owner == domid
+            and IO_FRAMES <= tmfn < total
+            and not tpg.xen_heap
+        ):
+            if not e & RW:
+                tpg.count += 1
+                continue
+            if tpg.type is WRITABLE and tpg.type_count:
+                tpg.count += 1
+                tpg.type_count += 1
+                continue
+        try:
+            get_page_from_l1e(xen, e, d, d)
+        except GuestError as err:
+            for undo in range(slot):
+                if words[undo] & P:
+                    put_page_from_l1e(xen, words[undo], d)
+            err.path.insert(0, (1, mfn, slot))
+            raise
+
+
+@registers(DEMOTE, PageType.L1)
+def demote_l1_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    """Release every present entry's references (mm.c ``demote_l1_table``)."""
+    d = xen.domains[pg.owner]  # type: ignore[index]
+    words = xen.mem.peek(mfn)
+    for slot in range(512):
+        e = words[slot]
+        if e & P:
+            put_page_from_l1e(xen, e, d)

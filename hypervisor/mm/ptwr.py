@@ -1,0 +1,62 @@
+"""Writable page tables ("ptwr", pv/ro-page-fault.c): a guest kernel's store
+through a read-only mapping of one of its own validated L1 tables is emulated
+as a checked ``mod_l1_entry`` -- when ``VMASST_TYPE_writable_pagetables`` is on.
+
+L2-L4 tables are never emulated, and a store that fails the L1 checks is not
+performed: the guest gets the page fault. No TLB flush is done.
+"""
+
+from __future__ import annotations
+
+from hypervisor.abi import VMASST_TYPE_writable_pagetables
+from hypervisor.errors import GuestError
+from hypervisor.hw import WalkFault, walk
+from hypervisor.mm.domain import PvVcpu
+from hypervisor.mm.entries import mod_l1_entry
+from hypervisor.mm.frames import PageType
+from hypervisor.mm.state import XenState
+from hypervisor.trace import TrappedWriteRecord
+
+__all__ = ["ptwr_emulate"]
+
+RW = 0x2
+
+
+def ptwr_emulate(xen: XenState, v: PvVcpu, va: int, value: int, size: int) -> str | None:
+    """Try to emulate a faulting kernel store of ``size`` bytes. Returns None
+    when emulated, else why not (the fault is then delivered)."""
+    d = v.domain
+    if not d.assist(VMASST_TYPE_writable_pagetables):
+        return "writable page tables are not enabled (VMASST_TYPE_writable_pagetables)"
+    if v.in_user_mode:
+        return "the store came from user mode"
+    try:
+        t = walk(xen.mem, v.guest_table, va, levels=d.levels, write=False, user=False, set_ad=False)
+    except WalkFault as f:
+        return f.why
+    if t.leaf & RW:
+        return "the leaf mapping is writable; an upper level is read-only"
+    pg = xen.frames.get(t.mfn)
+    if pg is None or pg.owner != d.domid or pg.type is not PageType.L1 or not pg.type_count:
+        return f"mfn {t.mfn:#x} is not a validated L1 of d{d.domid}: only L1 writes are emulated"
+    offset = va & 0xFFF
+    if offset % size:
+        return "the store is not naturally aligned"
+    slot, shift = offset >> 3, (offset & 7) * 8
+    words = xen.mem.words(t.mfn)
+    old = words[slot]
+    mask = ((1 << (size * 8)) - 1) << shift
+    new = (old & ~mask) | (value << shift)
+    clock = xen.tracer.clock
+    try:
+        mod_l1_entry(xen, words, slot, new, d, d, fastpath=False)
+    except GuestError as err:
+        xen.tracer.emit(
+            TrappedWriteRecord(
+                clock, d.domid, v.vcpu_id, va, t.mfn, slot, old, new, -err.errno, err.rule.id
+            )
+        )
+        return f"trapped write refused ({err.rule.errno_name}): {err.explain()}"
+    xen.stats["trapped_writes"] += 1
+    xen.tracer.emit(TrappedWriteRecord(clock, d.domid, v.vcpu_id, va, t.mfn, slot, old, new, 0))
+    return None

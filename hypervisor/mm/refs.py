@@ -1,0 +1,165 @@
+"""General and type references: ``get_page``/``put_page`` and
+``get_page_type``/``put_page_type`` (mm.c).
+
+Taking the first reference of a page-table type *validates* the frame
+(promotion: every present entry takes its own references, recursively);
+dropping the last one *devalidates* it (demotion: every entry's references are
+released, which may cascade down a whole tree). The promote/demote functions
+for each level register themselves in :data:`PROMOTE`/:data:`DEMOTE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hypervisor.errors import GuestError
+from hypervisor.mm.frames import PageInfo, PageType
+from hypervisor.mm.state import XenState
+
+__all__ = [
+    "DEMOTE",
+    "PROMOTE",
+    "describe",
+    "find_writable_mappings",
+    "get_page",
+    "get_page_type",
+    "put_page",
+    "put_page_and_type",
+    "put_page_type",
+    "registers",
+]
+
+PromoteFn = Callable[[XenState, int, PageInfo], None]
+PROMOTE: dict[PageType, PromoteFn] = {}
+"""Validation of a frame as each page-table type (``promote_lN_table``)."""
+DEMOTE: dict[PageType, PromoteFn] = {}
+"""Devalidation (``demote_lN_table``): release every entry's references."""
+
+WRITABLE = PageType.WRITABLE
+NONE = PageType.NONE
+
+
+def registers(table: dict[PageType, PromoteFn], t: PageType) -> Callable[[PromoteFn], PromoteFn]:
+    """Decorator: register a promote/demote function for type ``t``."""
+
+    def deco(fn: PromoteFn) -> PromoteFn:
+        table[t] = fn
+        return fn
+
+    return deco
+
+
+def get_page(pg: PageInfo | None, domid: int) -> bool:
+    """Take a general reference if the frame is in use and owned by ``domid``
+    (mm.c ``get_page``). A free frame cannot be referenced."""
+    if pg is None or pg.count == 0 or pg.owner != domid:
+        return False
+    pg.count += 1
+    return True
+
+
+def put_page(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    """Drop a general reference; the last one frees the frame (``put_page``)."""
+    pg.count -= 1
+    if pg.count == 0:
+        xen.free_frame(mfn)
+
+
+def describe(pg: PageInfo) -> str:
+    """``"an L2 table (type count 1)"``-style description of a frame's type."""
+    names = {
+        PageType.NONE: "untyped",
+        PageType.L1: "an L1 table",
+        PageType.L2: "an L2 table",
+        PageType.L3: "an L3 table",
+        PageType.L4: "an L4 table",
+        PageType.SEG_DESC: "a descriptor page",
+        PageType.SHARED: "a shared page",
+        PageType.WRITABLE: "writable memory",
+    }
+    extra = " (PAE Xen L2)" if pg.pae_xen_l2 else ""
+    return f"{names[pg.type]}{extra} (type count {pg.type_count})"
+
+
+def find_writable_mappings(xen: XenState, mfn: int) -> list[tuple[int, int]]:
+    """Every ``(l1 mfn, slot)`` of a validated L1 with an RW entry mapping ``mfn``."""
+    hits = []
+    for l1mfn, pg in xen.frames.items():
+        if pg.type is PageType.L1 and pg.validated and pg.type_count:
+            words = xen.mem.peek(l1mfn)
+            for slot in range(512):
+                e = words[slot]
+                if e & 3 == 3 and (e >> 12) & 0xFFFFFFFFFF == mfn:
+                    hits.append((l1mfn, slot))
+    return hits
+
+
+def _mismatch(xen: XenState, mfn: int, pg: PageInfo, t: PageType, xen_l2: bool) -> GuestError:
+    want = f"L{int(t)}" if t.is_pagetable else t.name.lower()
+    if xen_l2:
+        want += " (PAE Xen L2)"
+    if pg.type is WRITABLE and t.is_pagetable:
+        hits = find_writable_mappings(xen, mfn)
+        where = ", ".join(f"mfn {m:#x} slot {s}" for m, s in hits[:4])
+        more = f" and {len(hits) - 4} more" if len(hits) > 4 else ""
+        n = len(hits)
+        by = f" by {n} L1 entr{'y' if n == 1 else 'ies'} ({where}{more})" if hits else ""
+        return GuestError(
+            "type.writable-mapped", f"mfn {mfn:#x} is still mapped writable{by}; wanted {want}"
+        )
+    rule_id = "type.in-use" if t is WRITABLE else "type.mismatch"
+    return GuestError(rule_id, f"mfn {mfn:#x} is {describe(pg)}; wanted {want}")
+
+
+def get_page_type(
+    xen: XenState, mfn: int, pg: PageInfo, t: PageType, xen_l2: bool = False
+) -> None:
+    """Take a type reference of type ``t`` (mm.c ``_get_page_type``).
+
+    With a non-zero count the type must match. At count 0 the type may change
+    (Xen then flushes the owner's TLBs) and a page-table type is validated;
+    a failed validation leaves the frame untyped with nothing held.
+    """
+    if pg.type_count:
+        if pg.type is not t or pg.pae_xen_l2 is not xen_l2:
+            raise _mismatch(xen, mfn, pg, t, xen_l2)
+        pg.type_count += 1
+        return
+    if pg.type is not t or pg.pae_xen_l2 is not xen_l2:
+        if pg.type is not NONE:
+            xen.type_change_flush(mfn, pg.owner)
+        pg.type = t
+        pg.pae_xen_l2 = xen_l2
+        pg.validated = False
+    pg.type_count = 1
+    if pg.validated:
+        return
+    promote = PROMOTE.get(t)
+    if promote is not None:
+        try:
+            promote(xen, mfn, pg)
+        except GuestError:
+            pg.type_count = 0
+            pg.type = NONE
+            pg.pae_xen_l2 = False
+            raise
+    pg.validated = True
+
+
+def put_page_type(xen: XenState, mfn: int, pg: PageInfo, container: PageInfo | None = None) -> None:
+    """Drop a type reference (mm.c ``_put_page_type``). ``container`` is the
+    table whose entry held it: a same-level container means a linear entry,
+    whose counters are undone. The last reference of a page table devalidates
+    it, releasing everything its entries held."""
+    if container is not None and container.type is pg.type and xen.config.linear_single_level:
+        pg.linear += 1
+        container.linear -= 1
+    if pg.type_count == 1 and pg.validated and pg.type.is_pagetable:
+        pg.validated = False
+        DEMOTE[pg.type](xen, mfn, pg)
+    pg.type_count -= 1
+
+
+def put_page_and_type(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    put_page_type(xen, mfn, pg)
+    put_page(xen, mfn, pg)

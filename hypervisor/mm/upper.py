@@ -1,0 +1,272 @@
+"""L2, L3 and L4 entries: what they may point to, linear (same-level) page
+tables, and (de)validation of the upper levels.
+
+A present entry at level n holds a general reference and an L(n-1) type
+reference on its target -- which validates the target, recursively, the first
+time. If that fails with EINVAL, the *linear* rule is tried: a read-only entry
+may point at the table itself, or at another validated table of the same level
+(mm.c ``get_lN_linear_pagetable``).
+"""
+
+from __future__ import annotations
+
+from hypervisor.abi import EINVAL
+from hypervisor.errors import GuestError
+from hypervisor.mm.domain import PvDomain
+from hypervisor.mm.frames import PageInfo, PageType
+from hypervisor.mm.refs import (
+    DEMOTE,
+    PROMOTE,
+    describe,
+    get_page,
+    get_page_type,
+    put_page,
+    put_page_type,
+    registers,
+)
+from hypervisor.mm.state import IO_FRAMES, XenState
+from hypervisor.rules import BASE_DISALLOW_MASK, L3_PAE_DISALLOW_MASK
+
+__all__ = [
+    "PAE_FIRST_XEN_L2_SLOT",
+    "adjust_entry",
+    "disallow_mask",
+    "get_page_from_lne",
+    "guest_slots",
+    "is_guest_slot",
+    "put_page_from_lne",
+]
+
+P, RW, US, A = 0x1, 0x2, 0x4, 0x20
+MFN40 = (1 << 40) - 1
+LEVEL_TYPE = {1: PageType.L1, 2: PageType.L2, 3: PageType.L3, 4: PageType.L4}
+PAE_FIRST_XEN_L2_SLOT = 428
+"""l2_table_offset(HYPERVISOR_COMPAT_VIRT_START): Xen's part of a PAE Xen L2."""
+XEN_L4_SLOTS = range(256, 272)
+
+
+def disallow_mask(level: int, d: PvDomain) -> int:
+    return L3_PAE_DISALLOW_MASK if level == 3 and d.is_32bit else BASE_DISALLOW_MASK
+
+
+def is_guest_slot(level: int, pg: PageInfo, slot: int) -> bool:
+    """Guest (not Xen) slots: L4 0-255 and 272-511; a PAE Xen L2 below 428."""
+    if level == 4:
+        return not 256 <= slot < 272
+    if level == 2 and pg.pae_xen_l2:
+        return slot < PAE_FIRST_XEN_L2_SLOT
+    return True
+
+
+def guest_slots(level: int, pg: PageInfo, d: PvDomain) -> range | list[int]:
+    """The slots Xen walks when (de)validating a table."""
+    if level == 4:
+        return [*range(256), *range(272, 512)]
+    if level == 3 and d.is_32bit:
+        return range(4)
+    if level == 2 and pg.pae_xen_l2:
+        return range(PAE_FIRST_XEN_L2_SLOT)
+    return range(512)
+
+
+def adjust_entry(level: int, e: int, d: PvDomain) -> int:
+    """Flags Xen ORs into stored entries (pv/mm.h ``adjust_guest_lNe``): a
+    64-bit guest's L2/L3 gain USER, its L4 USER|ACCESSED; a PAE L3 gains
+    USER|RW. (L1 adjustments are not modelled: a guest reads back exactly the
+    L1 entries it wrote.)"""
+    if not e & P:
+        return e
+    if d.is_32bit:
+        return e | US | RW if level == 3 else e
+    return e | US | A if level == 4 else e | US
+
+
+def _target_text(mfn: int, pg: PageInfo | None) -> str:
+    if pg is None or pg.owner is None:
+        return f"mfn {mfn:#x} is free memory"
+    return f"mfn {mfn:#x} belongs to another owner"
+
+
+def get_page_from_lne(
+    xen: XenState, e: int, level: int, c_mfn: int, c_pg: PageInfo, d: PvDomain, slot: int
+) -> None:
+    """Take the references of a present entry ``e`` at ``level`` 2-4 in table
+    ``c_mfn`` (mm.c ``get_page_from_l2e/l3e/l4e``)."""
+    mask = disallow_mask(level, d)
+    if e & mask:
+        raise GuestError(
+            "entry.disallowed-flags",
+            f"L{level} entry {e:#x} carries disallowed flag bits {e & mask:#x}",
+        )
+    t_mfn = (e >> 12) & MFN40
+    pg = xen.frames.get(t_mfn) if IO_FRAMES <= t_mfn < xen.total_frames else None
+    if not get_page(pg, d.domid):
+        if t_mfn == c_mfn:  # cannot happen for an owned container, kept for clarity
+            return
+        raise GuestError(
+            "entry.target-not-owned", f"{_target_text(t_mfn, pg)}, not d{d.domid}'s"
+        )
+    assert pg is not None
+    xen_l2 = level == 3 and d.is_32bit and slot == 3
+    try:
+        get_page_type(xen, t_mfn, pg, LEVEL_TYPE[level - 1], xen_l2)
+    except GuestError as err:
+        put_page(xen, t_mfn, pg)
+        if err.errno != EINVAL or (level == 3 and d.is_32bit) or err.path:
+            raise
+        if _looks_linear(level, t_mfn, c_mfn, pg):
+            _get_linear(xen, e, level, t_mfn, pg, c_mfn, c_pg, d)
+            return
+        if err.rule.id == "type.mismatch":
+            raise GuestError(
+                "entry.target-wrong-type",
+                f"L{level} entry points at mfn {t_mfn:#x}, which is {describe(pg)}; "
+                f"it must be an L{level - 1}",
+            ) from None
+        raise
+    if xen_l2 and pg.type_count != 1:
+        put_page_type(xen, t_mfn, pg)
+        put_page(xen, t_mfn, pg)
+        raise GuestError(
+            "l3.pae-xen-l2-shared",
+            f"mfn {t_mfn:#x} is already in use as a PAE Xen L2 (type count {pg.type_count})",
+        )
+
+
+def _looks_linear(level: int, t_mfn: int, c_mfn: int, pg: PageInfo) -> bool:
+    """Was the entry meant as a same-level (linear) entry?"""
+    return t_mfn == c_mfn or (pg.type is LEVEL_TYPE[level] and pg.type_count > 0)
+
+
+def _get_linear(
+    xen: XenState,
+    e: int,
+    level: int,
+    t_mfn: int,
+    pg: PageInfo,
+    c_mfn: int,
+    c_pg: PageInfo,
+    d: PvDomain,
+) -> None:
+    """The linear rule, in Xen's order (mm.c ``get_lN_linear_pagetable``)."""
+    what = f"linear L{level} entry to mfn {t_mfn:#x}"
+    if not xen.config.linear_pt:
+        raise GuestError("linear.disabled", f"{what}: linear page tables are off")
+    if e & RW:
+        raise GuestError("linear.writable", f"{what} has RW set")
+    if t_mfn == c_mfn:
+        return  # a table mapping itself: no references at all
+    if c_pg.owner != d.domid or pg.owner != d.domid:
+        raise GuestError("linear.cross-domain", f"{what} crosses domains")
+    single = xen.config.linear_single_level
+    if single and c_pg.linear < 0:
+        raise GuestError(
+            "linear.chain", f"{what}: mfn {c_mfn:#x} is itself the target of a linear entry"
+        )
+    if single and pg.linear > 0:
+        raise GuestError("linear.chain", f"{what}: mfn {t_mfn:#x} has linear entries of its own")
+    if not (pg.type is LEVEL_TYPE[level] and pg.validated and pg.type_count):
+        raise GuestError("linear.not-validated", f"{what}: the target is {describe(pg)}")
+    pg.count += 1
+    pg.type_count += 1
+    if single:
+        c_pg.linear += 1
+        pg.linear -= 1
+
+
+def put_page_from_lne(xen: XenState, e: int, c_mfn: int, c_pg: PageInfo) -> None:
+    """Release what a present L2-L4 entry held (mm.c ``put_page_from_lNe``)."""
+    t_mfn = (e >> 12) & MFN40
+    if t_mfn == c_mfn:
+        return
+    pg = xen.frames[t_mfn]
+    put_page_type(xen, t_mfn, pg, container=c_pg)
+    put_page(xen, t_mfn, pg)
+
+
+def _promote(xen: XenState, mfn: int, pg: PageInfo, level: int) -> None:
+    """Validate every present guest entry; all or nothing."""
+    d = xen.domains[pg.owner]  # type: ignore[index]
+    words = xen.mem.words(mfn)
+    if level == 3 and d.is_32bit:
+        _pae_l3_prepare(xen, mfn, d, words)
+    slots = guest_slots(level, pg, d)
+    taken: list[int] = []
+    for slot in slots:
+        e = words[slot]
+        if not e & P:
+            continue
+        try:
+            get_page_from_lne(xen, e, level, mfn, pg, d, slot)
+        except GuestError as err:
+            for undo in reversed(taken):
+                put_page_from_lne(xen, words[undo], mfn, pg)
+            err.path.insert(0, (level, mfn, slot))
+            raise
+        taken.append(slot)
+    for slot in taken:
+        words[slot] = adjust_entry(level, words[slot], d)
+    if level == 4:
+        for slot in XEN_L4_SLOTS:
+            words[slot] = (IO_FRAMES + slot - 256) << 12 | P | RW | A
+    elif level == 2 and pg.pae_xen_l2:
+        for slot in range(PAE_FIRST_XEN_L2_SLOT, 512):
+            words[slot] = (IO_FRAMES + slot % 16) << 12 | P | RW | A
+
+
+def _pae_l3_prepare(xen: XenState, mfn: int, d: PvDomain, words: memoryview) -> None:
+    """A 32-bit PAE L3: below 4 GiB unless pae_extended_cr3, slots 4-511
+    zeroed by Xen, slot 3 (Xen's L2) present."""
+    from hypervisor.abi import VMASST_TYPE_pae_extended_cr3
+
+    if mfn >= 0x100000 and not d.assist(VMASST_TYPE_pae_extended_cr3):
+        raise GuestError("l3.pae-above-4g", f"PAE L3 mfn {mfn:#x} lies above 4 GiB")
+    for slot in range(4, 512):
+        words[slot] = 0
+    if not words[3] & P:
+        raise GuestError("l3.pae-missing-xen-l2", f"slot 3 of PAE L3 mfn {mfn:#x} is not present")
+
+
+def _demote(xen: XenState, mfn: int, pg: PageInfo, level: int) -> None:
+    d = xen.domains[pg.owner]  # type: ignore[index]
+    words = xen.mem.peek(mfn)
+    for slot in guest_slots(level, pg, d):
+        e = words[slot]
+        if e & P:
+            put_page_from_lne(xen, e, mfn, pg)
+
+
+@registers(PROMOTE, PageType.L2)
+def promote_l2_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    """mm.c ``promote_l2_table``."""
+    _promote(xen, mfn, pg, 2)
+
+
+@registers(PROMOTE, PageType.L3)
+def promote_l3_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    """mm.c ``promote_l3_table``."""
+    _promote(xen, mfn, pg, 3)
+
+
+@registers(PROMOTE, PageType.L4)
+def promote_l4_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    """mm.c ``promote_l4_table`` (then ``init_xen_l4_slots``)."""
+    _promote(xen, mfn, pg, 4)
+
+
+@registers(DEMOTE, PageType.L2)
+def demote_l2_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    """mm.c ``demote_l2_table``."""
+    _demote(xen, mfn, pg, 2)
+
+
+@registers(DEMOTE, PageType.L3)
+def demote_l3_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    """mm.c ``demote_l3_table``."""
+    _demote(xen, mfn, pg, 3)
+
+
+@registers(DEMOTE, PageType.L4)
+def demote_l4_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+    """mm.c ``demote_l4_table``."""
+    _demote(xen, mfn, pg, 4)

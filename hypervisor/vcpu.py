@@ -1,0 +1,201 @@
+"""``VCpu``: what a guest kernel can do on a CPU -- touch memory through the
+MMU and its TLB, drop to user mode, and call Xen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from hypervisor import abi
+from hypervisor.errors import PF_PRESENT, PF_USER, PF_WRITE, PageFault
+from hypervisor.hw import WalkFault
+from hypervisor.hypercalls import invoke
+from hypervisor.hypercalls.common import guest_va_ok
+from hypervisor.mm.domain import PvVcpu
+from hypervisor.mm.ptwr import ptwr_emulate
+from hypervisor.mm.state import XenState
+from hypervisor.trace import PageFaultRecord
+
+__all__ = ["VCpu"]
+
+_SIZES = (1, 2, 4, 8)
+
+
+class VCpu:
+    """One virtual CPU of a domain (implements :class:`hypervisor.abi.GuestVCpu`)."""
+
+    def __init__(self, xen: XenState, state: PvVcpu) -> None:
+        self._xen = xen
+        self._v = state
+
+    def __repr__(self) -> str:
+        return f"<VCpu d{self._v.domain.domid}v{self._v.vcpu_id} cr3={self.cr3:#x}>"
+
+    # -- registers ---------------------------------------------------------------
+
+    @property
+    def vcpu_id(self) -> int:
+        return self._v.vcpu_id
+
+    @property
+    def domid(self) -> int:
+        return self._v.domain.domid
+
+    @property
+    def cr3(self) -> int:
+        """MFN of the current kernel base (``guest_table``), 0 if none."""
+        return self._v.guest_table
+
+    @property
+    def user_base(self) -> int:
+        """MFN of the user base (``guest_table_user``), 0 if none."""
+        return self._v.guest_table_user
+
+    @property
+    def in_user_mode(self) -> bool:
+        return self._v.in_user_mode
+
+    @property
+    def tlb_size(self) -> int:
+        """How many translations the TLB holds right now."""
+        return len(self._v.mmu.tlb)
+
+    @contextmanager
+    def user_mode(self) -> Iterator[None]:
+        """Run the accesses inside as user code: the user base is loaded
+        (a 32-bit guest keeps its one base) and US is checked at every level."""
+        v = self._v
+        if v.in_user_mode:
+            yield
+            return
+        v.in_user_mode = True
+        v.mmu.root = v.guest_table if v.domain.is_32bit else v.guest_table_user
+        try:
+            yield
+        finally:
+            v.in_user_mode = False
+            v.mmu.root = v.guest_table
+
+    # -- memory ------------------------------------------------------------------
+
+    def _fault(self, va: int, code: int, reason: str) -> PageFault:
+        xen, v = self._xen, self._v
+        xen.stats["page_faults"] += 1
+        xen.tracer.emit(PageFaultRecord(xen.tracer.clock, v.domain.domid, v.vcpu_id, va, code))
+        return PageFault(va, code, reason)
+
+    def _translate(self, va: int, write: bool) -> int:
+        """The frame behind ``va`` for this access, or a PageFault."""
+        try:
+            return self._walk(va, write)
+        except WalkFault as f:
+            raise self._fault(va, f.error_code, f.why) from None
+
+    def _walk(self, va: int, write: bool) -> int:
+        """Like :meth:`_translate`, but a failed walk stays a WalkFault."""
+        v = self._v
+        self._xen.tracer.clock += 1
+        if type(va) is not int or not guest_va_ok(v.domain, va):
+            code = (PF_WRITE if write else 0) | (PF_USER if v.in_user_mode else 0)
+            bad = va if type(va) is int else -1
+            raise self._fault(bad, code | PF_PRESENT, f"{va!r} is not a guest address")
+        return v.mmu.translate(va, write=write, user=v.in_user_mode)
+
+    def load(self, va: int, size: int = 8) -> int:
+        """Read a little-endian integer of ``size`` bytes (1, 2, 4, 8) at ``va``."""
+        if size not in _SIZES:
+            raise ValueError(f"size must be 1, 2, 4 or 8, not {size!r}")
+        return int.from_bytes(self.read(va, size), "little")
+
+    def store(self, va: int, value: int, size: int = 8) -> None:
+        """Write ``value`` as ``size`` little-endian bytes at ``va``. A store
+        through a read-only mapping of a live L1 may be emulated (ptwr)."""
+        if size not in _SIZES:
+            raise ValueError(f"size must be 1, 2, 4 or 8, not {size!r}")
+        if type(value) is not int or not 0 <= value < 1 << (8 * size):
+            raise ValueError(f"{value!r} does not fit in {size} bytes")
+        self.write(va, value.to_bytes(size, "little"))
+
+    def read(self, va: int, n: int) -> bytes:
+        """``n`` bytes from ``va`` (may cross pages)."""
+        out = bytearray()
+        mem = self._xen.mem
+        while len(out) < n:
+            off = va & 0xFFF
+            chunk = min(n - len(out), 4096 - off)
+            mfn = self._translate(va, write=False)
+            if mem.is_ram(mfn):
+                out += mem.page(mfn)[off : off + chunk]
+            else:
+                out += b"\xff" * chunk
+            va += chunk
+        return bytes(out)
+
+    def write(self, va: int, data: bytes) -> None:
+        """Write ``data`` at ``va`` (may cross pages)."""
+        data = bytes(data)
+        mem = self._xen.mem
+        pos = 0
+        while pos < len(data):
+            off = va & 0xFFF
+            chunk = min(len(data) - pos, 4096 - off)
+            try:
+                mfn = self._walk(va, write=True)
+            except WalkFault as f:
+                if not f.error_code & PF_PRESENT or f.error_code & PF_USER:
+                    raise self._fault(va, f.error_code, f.why) from None
+                self._emulate(va, data[pos : pos + chunk], f.error_code)
+            else:
+                if mem.is_ram(mfn):
+                    mem.page(mfn)[off : off + chunk] = data[pos : pos + chunk]
+            va += chunk
+            pos += chunk
+
+    def _emulate(self, va: int, data: bytes, error_code: int) -> None:
+        """Trapped writes: emulate ``data`` at ``va`` as naturally aligned stores."""
+        xen, v = self._xen, self._v
+        pos = 0
+        while pos < len(data):
+            size = 8
+            while (va + pos) % size or size > len(data) - pos:
+                size //= 2
+            value = int.from_bytes(data[pos : pos + size], "little")
+            why = ptwr_emulate(xen, v, va + pos, value, size)
+            if why is not None:
+                raise self._fault(va + pos, error_code, why)
+            pos += size
+
+    # -- hypercalls ----------------------------------------------------------------
+
+    def mmu_update(self, reqs: Sequence[Any], foreigndom: int = abi.DOMID_SELF) -> int:
+        """HYPERVISOR_mmu_update: returns the number of requests done."""
+        result: int = invoke(self._xen, self._v, abi.HYPERVISOR_mmu_update, (reqs, foreigndom))
+        return result
+
+    def mmuext_op(self, ops: Sequence[Any], foreigndom: int = abi.DOMID_SELF) -> int:
+        """HYPERVISOR_mmuext_op: returns the number of ops done."""
+        result: int = invoke(self._xen, self._v, abi.HYPERVISOR_mmuext_op, (ops, foreigndom))
+        return result
+
+    def update_va_mapping(self, va: int, val: int, flags: int = abi.UVMF_NONE) -> None:
+        """HYPERVISOR_update_va_mapping."""
+        invoke(self._xen, self._v, abi.HYPERVISOR_update_va_mapping, (va, val, flags))
+
+    def update_va_mapping_otherdomain(self, va: int, val: int, flags: int, domid: int) -> None:
+        """HYPERVISOR_update_va_mapping_otherdomain."""
+        invoke(
+            self._xen,
+            self._v,
+            abi.HYPERVISOR_update_va_mapping_otherdomain,
+            (va, val, flags, domid),
+        )
+
+    def vm_assist(self, cmd: int, type: int) -> None:
+        """HYPERVISOR_vm_assist."""
+        invoke(self._xen, self._v, abi.HYPERVISOR_vm_assist, (cmd, type))
+
+    def multicall(self, entries: Sequence[Any]) -> list[int]:
+        """HYPERVISOR_multicall: every entry's result, 0 or -errno."""
+        result: list[int] = invoke(self._xen, self._v, abi.HYPERVISOR_multicall, (entries,))
+        return result
