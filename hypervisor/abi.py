@@ -11,8 +11,8 @@ Errno values are Linux's, which are Python's: ``errno.EINVAL == 22``.
 
 from __future__ import annotations
 
-import errno as _errno
 import enum
+import errno as _errno
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NewType, Protocol

@@ -27,6 +27,8 @@ class GuestError(Exception):
         self.detail = detail
         self.path: list[tuple[int, int, int]] = []
         self.done = 0
+        self.context = ""
+        """What was refused, e.g. ``MMUEXT_PIN_L1_TABLE of mfn 0x1234``."""
 
     @property
     def errno(self) -> int:
@@ -103,6 +105,7 @@ class PageFault(Exception):  # noqa: N818 -- the hardware's name
 def refusal(op: str, err: GuestError, done: int = 0) -> HypercallError:
     """Turn an internal :class:`GuestError` into the public error, once."""
     name = abi.errno_name(err.errno)
+    what = err.context or op
     return HypercallError(
-        err.errno, f"{op} refused ({name}): {err.explain()}", done=done, rule=err.rule.id, op=op
+        err.errno, f"{what} refused ({name}): {err.explain()}", done=done, rule=err.rule.id, op=op
     )

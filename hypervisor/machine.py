@@ -146,8 +146,14 @@ class Hypervisor:
 
     def stats(self) -> Stats:
         s = self._xen.stats
-        names = ("mmu_update", "mmuext_op", "update_va_mapping", "update_va_mapping_otherdomain",
-                 "vm_assist", "multicall")
+        names = (
+            "mmu_update",
+            "mmuext_op",
+            "update_va_mapping",
+            "update_va_mapping_otherdomain",
+            "vm_assist",
+            "multicall",
+        )
         return Stats(
             hypercalls={n: s[n] for n in names if s[n]},
             total_hypercalls=s["hypercalls"],

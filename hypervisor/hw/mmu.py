@@ -61,9 +61,7 @@ def walk(
     used: list[tuple[int, int, int]] = []
     entry = 0
     idx = 0
-    for level, (shift, imask) in enumerate(
-        zip(_SHIFTS[levels], _INDEX_MASKS[levels], strict=True)
-    ):
+    for level, (shift, imask) in enumerate(zip(_SHIFTS[levels], _INDEX_MASKS[levels], strict=True)):
         lvl = levels - level
         idx = (va >> shift) & imask
         entry = mem.peek(table)[idx]

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from hypervisor.errors import GuestError, HypercallError, refusal
+from hypervisor.errors import GuestError, refusal
 from hypervisor.mm.domain import PvVcpu
 from hypervisor.mm.state import XenState
 from hypervisor.trace import HypercallRecord
@@ -62,8 +62,15 @@ def invoke(xen: XenState, v: PvVcpu, number: int, args: tuple[Any, ...], depth: 
     except GuestError as err:
         xen.tracer.emit(
             HypercallRecord(
-                clock, v.domain.domid, v.vcpu_id, spec.name, traced, -err.errno, err.done,
-                err.rule.id, depth=depth,
+                clock,
+                v.domain.domid,
+                v.vcpu_id,
+                spec.name,
+                traced,
+                -err.errno,
+                err.done,
+                err.rule.id,
+                depth=depth,
             )
         )
         raise refusal(spec.name, err, err.done) from None
@@ -73,5 +80,3 @@ def invoke(xen: XenState, v: PvVcpu, number: int, args: tuple[Any, ...], depth: 
         )
     )
     return result
-
-

@@ -67,6 +67,8 @@ def do_mmu_update(xen: XenState, v: PvVcpu, reqs: Any, foreigndom: Any = DOMID_S
                 raise GuestError("mmu.unknown-command", f"ptr {ptr:#x} carries command {cmd}")
     except GuestError as err:
         err.done = i
+        if len(reqs) > 1:
+            err.context = f"mmu_update request {i} of {len(reqs)}"
         raise
     finally:
         if flush and xen.config.flush_on_l2plus_update:
@@ -118,7 +120,9 @@ def _machphys_update(
 ) -> None:
     """MMU_MACHPHYS_UPDATE: ``M2P[ptr >> 12] = val``, for the owner only."""
     if pt_owner is not d:
-        raise GuestError("machphys.foreign-pfd", f"MACHPHYS_UPDATE with page-table owner d{pt_owner.domid}")
+        raise GuestError(
+            "machphys.foreign-pfd", f"MACHPHYS_UPDATE with page-table owner d{pt_owner.domid}"
+        )
     mfn = ptr >> 12
     pg = ram_page(xen, mfn)
     if pg is None or pg.owner != pg_owner.domid or not pg.count:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hypervisor.abi import DOMID_SELF
+from hypervisor.abi import DOMID_SELF, MmuExtCmd
 from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int, as_sequence, mmuext_request
 from hypervisor.hypercalls.common import get_pg_owner, guest_va_ok, ram_page
@@ -48,6 +48,7 @@ def do_mmuext_op(xen: XenState, v: PvVcpu, ops: Any, foreigndom: Any = DOMID_SEL
     ops = as_sequence(ops, "ops")
     xen.stats["requests"] += len(ops)
     for i, op in enumerate(ops):
+        cmd = arg1 = -1
         try:
             cmd, arg1, arg2 = mmuext_request(op)
             handler = COMMANDS.get(cmd)
@@ -56,8 +57,24 @@ def do_mmuext_op(xen: XenState, v: PvVcpu, ops: Any, foreigndom: Any = DOMID_SEL
             handler(xen, v, pg_owner, arg1, arg2)
         except GuestError as err:
             err.done = i
+            err.context = _context(i, len(ops), cmd, arg1)
             raise
     return len(ops)
+
+
+def _context(i: int, n: int, cmd: int, arg1: int) -> str:
+    """``"MMUEXT_PIN_L1_TABLE of mfn 0x1234"`` (with the op's index in a batch)."""
+    try:
+        name = MmuExtCmd(cmd).name
+    except ValueError:
+        return f"mmuext_op op {i}" if n > 1 else "mmuext_op"
+    where = f" (op {i} of {n})" if n > 1 else ""
+    if cmd in _MFN_COMMANDS:
+        return f"{name} of mfn {arg1:#x}{where}"
+    return f"{name}{where}"
+
+
+_MFN_COMMANDS = {0, 1, 2, 3, 4, 5, 15, 16, 17}
 
 
 def _owned(xen: XenState, mfn: int, owner: PvDomain, rule_id: str, what: str) -> PageInfo:
@@ -210,8 +227,11 @@ def _set_ldt(xen: XenState, v: PvVcpu, pg_owner: PvDomain, base: int, ents: int)
     """MMUEXT_SET_LDT: record the LDT (its frames would be typed lazily on use)."""
     _self_only(v, pg_owner, "SET_LDT")
     end = base + ents * 8 - 1 if ents else base
-    if base & 0xFFF or ents > 8192 or not guest_va_ok(v.domain, base) or not guest_va_ok(
-        v.domain, end
+    if (
+        base & 0xFFF
+        or ents > 8192
+        or not guest_va_ok(v.domain, base)
+        or not guest_va_ok(v.domain, end)
     ):
         raise GuestError("mmuext.bad-ldt", f"SET_LDT base {base:#x}, {ents} entries")
     v.ldt_base, v.ldt_ents = base, ents
@@ -254,4 +274,3 @@ def _copy_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, dst: int, src: int)
 def _superpages(xen: XenState, v: PvVcpu, pg_owner: PvDomain, _arg1: int, _arg2: int) -> None:
     """MMUEXT_MARK_SUPER / UNMARK_SUPER: removed in Xen 4.10."""
     raise GuestError("mmuext.no-superpages", "MARK_SUPER/UNMARK_SUPER")
-

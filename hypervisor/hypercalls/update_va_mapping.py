@@ -39,7 +39,8 @@ def guest_l1e(xen: XenState, v: PvVcpu, va: int) -> tuple[int, int]:
     pg = ram_page(xen, table)
     if pg is None or pg.owner != d.domid or not pg.type_count or pg.type is not PageType.L1:
         raise GuestError(
-            "uvm.no-l1", f"the frame mapping {va:#x} (mfn {table:#x}) is not a validated L1 of yours"
+            "uvm.no-l1",
+            f"the frame mapping {va:#x} (mfn {table:#x}) is not a validated L1 of yours",
         )
     return table, (va >> 12) & 511
 

@@ -61,16 +61,26 @@ def audit(xen: XenState) -> list[Violation]:
             continue
         where = f"mfn {mfn:#x} ({pg.type.name})"
         if pg.count != gc[mfn]:
-            out.append(Violation(mfn, "general-count", f"{where}: count {pg.count}, expected {gc[mfn]}"))
+            out.append(
+                Violation(mfn, "general-count", f"{where}: count {pg.count}, expected {gc[mfn]}")
+            )
         if pg.type_count != tc[mfn]:
             out.append(
-                Violation(mfn, "type-count", f"{where}: type count {pg.type_count}, expected {tc[mfn]}")
+                Violation(
+                    mfn, "type-count", f"{where}: type count {pg.type_count}, expected {tc[mfn]}"
+                )
             )
         if xen.config.linear_single_level and pg.linear != lin[mfn]:
-            out.append(Violation(mfn, "linear-count", f"{where}: linear {pg.linear}, expected {lin[mfn]}"))
+            out.append(
+                Violation(mfn, "linear-count", f"{where}: linear {pg.linear}, expected {lin[mfn]}")
+            )
         if pg.type.is_pagetable and bool(pg.type_count) != pg.validated:
             out.append(
-                Violation(mfn, "validated", f"{where}: validated={pg.validated} with type count {pg.type_count}")
+                Violation(
+                    mfn,
+                    "validated",
+                    f"{where}: validated={pg.validated} with type count {pg.type_count}",
+                )
             )
         if pg.pinned and not pg.type_count:
             out.append(Violation(mfn, "pinned", f"{where}: pinned with type count 0"))
@@ -109,7 +119,8 @@ def _count_entries(
                         Violation(
                             t,
                             "safety",
-                            f"mfn {t:#x} is {tpg.type.name} yet mapped RW by L1 mfn {mfn:#x} slot {slot}",
+                            f"mfn {t:#x} is {tpg.type.name} yet mapped RW "
+                            f"by L1 mfn {mfn:#x} slot {slot}",
                         )
                     )
         return
@@ -129,11 +140,19 @@ def _count_entries(
             lin[t] -= 1
         elif tpg.type is not _LOWER[level]:
             out.append(
-                Violation(t, "entry-type", f"L{level} mfn {mfn:#x} slot {slot} points at a {tpg.type.name}")
+                Violation(
+                    t,
+                    "entry-type",
+                    f"L{level} mfn {mfn:#x} slot {slot} points at a {tpg.type.name}",
+                )
             )
         if not tpg.validated:
             out.append(
-                Violation(t, "entry-validated", f"L{level} mfn {mfn:#x} slot {slot} points at an unvalidated table")
+                Violation(
+                    t,
+                    "entry-validated",
+                    f"L{level} mfn {mfn:#x} slot {slot} points at an unvalidated table",
+                )
             )
 
 
@@ -145,9 +164,14 @@ def _tlb_violations(xen: XenState) -> list[Violation]:
                 if not entry.writable:
                     continue
                 tpg = xen.frames.get(entry.mfn)
-                if tpg is not None and tpg.type_count and tpg.type not in (
-                    PageType.WRITABLE,
-                    PageType.NONE,
+                if (
+                    tpg is not None
+                    and tpg.type_count
+                    and tpg.type
+                    not in (
+                        PageType.WRITABLE,
+                        PageType.NONE,
+                    )
                 ):
                     out.append(
                         Violation(

@@ -111,9 +111,7 @@ def _mismatch(xen: XenState, mfn: int, pg: PageInfo, t: PageType, xen_l2: bool) 
     return GuestError(rule_id, f"mfn {mfn:#x} is {describe(pg)}; wanted {want}")
 
 
-def get_page_type(
-    xen: XenState, mfn: int, pg: PageInfo, t: PageType, xen_l2: bool = False
-) -> None:
+def get_page_type(xen: XenState, mfn: int, pg: PageInfo, t: PageType, xen_l2: bool = False) -> None:
     """Take a type reference of type ``t`` (mm.c ``_get_page_type``).
 
     With a non-zero count the type must match. At count 0 the type may change

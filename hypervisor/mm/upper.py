@@ -103,9 +103,7 @@ def get_page_from_lne(
     if not get_page(pg, d.domid):
         if t_mfn == c_mfn:  # cannot happen for an owned container, kept for clarity
             return
-        raise GuestError(
-            "entry.target-not-owned", f"{_target_text(t_mfn, pg)}, not d{d.domid}'s"
-        )
+        raise GuestError("entry.target-not-owned", f"{_target_text(t_mfn, pg)}, not d{d.domid}'s")
     assert pg is not None
     xen_l2 = level == 3 and d.is_32bit and slot == 3
     try:
