@@ -7,16 +7,19 @@ earlier ones stay applied and ``done`` says how many there were.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from hypervisor.abi import DOMID_SELF
+import attrs
+
+from hypervisor.abi import DOMID_SELF, MmuUpdate
 from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int, as_sequence, mmu_request
 from hypervisor.hypercalls.common import get_pg_owner, ram_page
 from hypervisor.hypercalls.dispatch import hypercall
 from hypervisor.mm.domain import PvDomain, PvVcpu
 from hypervisor.mm.entries import mod_l1_entry, mod_upper_entry
-from hypervisor.mm.frames import PageType
+from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.mm.refs import get_page_type, put_page_type
 from hypervisor.mm.state import XenState
 
@@ -24,6 +27,20 @@ __all__ = ["do_mmu_update"]
 
 L1, WRITABLE = PageType.L1, PageType.WRITABLE
 UPPER = (PageType.L2, PageType.L3, PageType.L4)
+U64 = 1 << 64
+
+
+@attrs.define
+class _Batch:
+    """The state of one mmu_update call: who is who, and what it has done."""
+
+    caller: PvDomain
+    pt_owner: PvDomain
+    pg_owner: PvDomain
+    denied: bool
+    """The caller names another domain and is not privileged (XSM says no)."""
+    flush: bool = False
+    """An L2-L4 entry changed: flush the page-table owner's TLBs at the end."""
 
 
 def _pt_owner(xen: XenState, d: PvDomain, pfd: int) -> PvDomain:
@@ -48,39 +65,80 @@ def do_mmu_update(xen: XenState, v: PvVcpu, reqs: Any, foreigndom: Any = DOMID_S
     pt_owner = _pt_owner(xen, d, fd >> 16)
     reqs = as_sequence(reqs, "reqs")
     xen.stats["requests"] += len(reqs)
-    needs_priv = (pg_owner is not d and pg_owner is not xen.dom_io) or pt_owner is not d
-    flush = False
-    i = 0
+    foreign = (pg_owner is not d and pg_owner is not xen.dom_io) or pt_owner is not d
+    batch = _Batch(d, pt_owner, pg_owner, foreign and not d.privileged)
     try:
-        for i, r in enumerate(reqs):  # noqa: B007 -- i is the done count on failure
-            ptr, val = mmu_request(r)
-            if needs_priv and not d.privileged:
-                raise GuestError(
-                    "foreigndom.not-privileged", f"d{d.domid} may not update d{pg_owner.domid}"
-                )
-            cmd = ptr & 7
-            if cmd == 0 or cmd == 2 or cmd == 3:
-                flush |= _normal_update(xen, ptr, val, pt_owner, pg_owner, cmd == 2)
-            elif cmd == 1:
-                _machphys_update(xen, d, ptr, val, pt_owner, pg_owner)
-            else:
-                raise GuestError("mmu.unknown-command", f"ptr {ptr:#x} carries command {cmd}")
+        _apply(xen, reqs, batch)
     except GuestError as err:
-        err.done = i
         if len(reqs) > 1:
-            err.context = f"mmu_update request {i} of {len(reqs)}"
+            err.context = f"mmu_update request {err.done} of {len(reqs)}"
         raise
     finally:
-        if flush and xen.config.flush_on_l2plus_update:
+        if batch.flush and xen.config.flush_on_l2plus_update:
             xen.flush_domain(pt_owner, "l2plus_update")
     return len(reqs)
 
 
-def _normal_update(
-    xen: XenState, ptr: int, val: int, pt_owner: PvDomain, pg_owner: PvDomain, preserve_ad: bool
-) -> bool:
-    """One MMU_NORMAL_PT_UPDATE / PRESERVE_AD / NO_TRANSLATE request. Returns
-    True if an L2-L4 entry changed (Xen then flushes at the end of the batch)."""
+def _read(r: object) -> tuple[int, int]:
+    """One request as ``(ptr, val)``; the common well-formed record inline."""
+    if type(r) is MmuUpdate:
+        ptr, val = r.ptr, r.val
+        if type(ptr) is int and type(val) is int and 0 <= ptr < U64 and 0 <= val < U64:
+            return ptr, val
+    return mmu_request(r)
+
+
+def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
+    """Apply the requests in order; a refusal carries its index as ``done``.
+
+    Consecutive requests into the same live L1 -- the common batch -- skip the
+    frame lookup: the frame's metadata object is remembered and its state
+    (in use, still an L1) re-read for every request.
+    """
+    last_mfn: int = -1
+    last_pg: PageInfo | None = None
+    last_words: memoryview | None = None
+    i = 0
+    try:
+        for i, r in enumerate(reqs):  # noqa: B007 -- i is read in the handler
+            ptr, val = _read(r)
+            if batch.denied:
+                raise GuestError(
+                    "foreigndom.not-privileged",
+                    f"d{batch.caller.domid} may not update d{batch.pg_owner.domid}"
+                    if batch.pg_owner is not batch.caller
+                    else f"d{batch.caller.domid} may not update d{batch.pt_owner.domid}'s tables",
+                )
+            cmd = ptr & 7
+            mfn = ptr >> 12
+            if (
+                cmd == 0
+                and mfn == last_mfn
+                and last_pg is not None
+                and last_words is not None
+                and last_pg.count
+                and last_pg.type is L1
+                and last_pg.type_count
+            ):
+                slot = (ptr & 0xFF8) >> 3
+                mod_l1_entry(xen, last_words, slot, val, batch.pt_owner, batch.pg_owner)
+                continue
+            if cmd in (0, 2, 3):
+                pg = _normal_update(xen, ptr, val, batch, cmd == 2)
+                if pg.type is L1 and pg.type_count:
+                    last_mfn, last_pg, last_words = mfn, pg, xen.mem.words(mfn)
+            elif cmd == 1:
+                _machphys_update(xen, ptr, val, batch)
+            else:
+                raise GuestError("mmu.unknown-command", f"ptr {ptr:#x} carries command {cmd}")
+    except GuestError as err:
+        err.done = i
+        raise
+
+
+def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad: bool) -> PageInfo:
+    """One MMU_NORMAL_PT_UPDATE / PRESERVE_AD / NO_TRANSLATE request."""
+    pt_owner, pg_owner = batch.pt_owner, batch.pg_owner
     mfn = ptr >> 12
     slot = (ptr & 0xFF8) >> 3
     pg = ram_page(xen, mfn)
@@ -93,38 +151,39 @@ def _normal_update(
     if pg.type_count and pg.validated:
         if t is L1:
             mod_l1_entry(xen, xen.mem.words(mfn), slot, val, pt_owner, pg_owner, preserve_ad)
-            return False
-        if t in UPPER:
+        elif t in UPPER:
             if pg_owner is not pt_owner:
                 raise GuestError(
                     "mmu.foreign-upper-level",
                     f"L{int(t)} mfn {mfn:#x} updated with foreigndom d{pg_owner.domid}",
                 )
             mod_upper_entry(xen, int(t), mfn, pg, slot, val, pt_owner, preserve_ad)
-            return True
-        if t is WRITABLE:
+            batch.flush = True
+        elif t is WRITABLE:
             xen.mem.words(mfn)[slot] = val
-            return False
-        raise GuestError(
-            "mmu.ptr-frame-wrong-type", f"mfn {mfn:#x} is a {t.name.lower()} page in use"
-        )
+        else:
+            raise GuestError(
+                "mmu.ptr-frame-wrong-type", f"mfn {mfn:#x} is a {t.name.lower()} page in use"
+            )
+        return pg
     # Not in use as anything: a plain store, under a temporary writable type.
     get_page_type(xen, mfn, pg, WRITABLE)
     xen.mem.words(mfn)[slot] = val
     put_page_type(xen, mfn, pg)
-    return False
+    return pg
 
 
-def _machphys_update(
-    xen: XenState, d: PvDomain, ptr: int, val: int, pt_owner: PvDomain, pg_owner: PvDomain
-) -> None:
-    """MMU_MACHPHYS_UPDATE: ``M2P[ptr >> 12] = val``, for the owner only."""
-    if pt_owner is not d:
+def _machphys_update(xen: XenState, ptr: int, val: int, batch: _Batch) -> None:
+    """MMU_MACHPHYS_UPDATE: ``M2P[ptr >> 12] = val``, for the frame's owner only."""
+    if batch.pt_owner is not batch.caller:
         raise GuestError(
-            "machphys.foreign-pfd", f"MACHPHYS_UPDATE with page-table owner d{pt_owner.domid}"
+            "machphys.foreign-pfd",
+            f"MACHPHYS_UPDATE with page-table owner d{batch.pt_owner.domid}",
         )
     mfn = ptr >> 12
     pg = ram_page(xen, mfn)
-    if pg is None or pg.owner != pg_owner.domid or not pg.count:
-        raise GuestError("machphys.not-owned", f"mfn {mfn:#x} is not owned by d{pg_owner.domid}")
+    if pg is None or pg.owner != batch.pg_owner.domid or not pg.count:
+        raise GuestError(
+            "machphys.not-owned", f"mfn {mfn:#x} is not owned by d{batch.pg_owner.domid}"
+        )
     xen.m2p[mfn] = val

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import attrs
 
+from hypervisor.abi import DOMID_IO
 from hypervisor.hw import Mmu
+from hypervisor.rules import L1_CACHE_ATTRS, L1_DISALLOW_MASK
 
 __all__ = ["PvDomain", "PvVcpu"]
 
@@ -36,6 +38,13 @@ class PvDomain:
     guest_width: int = 64
     vm_assist: int = 0
     vcpus: list[PvVcpu] = attrs.Factory(list)
+    l1_mask: int = attrs.field(init=False)
+    """Flags refused in this domain's L1s (mm.c ``l1_disallow_mask``): cache
+    attributes are allowed only with I/O privileges."""
+
+    def __attrs_post_init__(self) -> None:
+        relaxed = self.privileged or self.domid == DOMID_IO
+        self.l1_mask = L1_DISALLOW_MASK & ~L1_CACHE_ATTRS if relaxed else L1_DISALLOW_MASK
 
     @property
     def is_32bit(self) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo
-from hypervisor.mm.l1 import get_page_from_l1e, l1_disallow_mask, put_page_from_l1e
+from hypervisor.mm.l1 import get_page_from_l1e, put_page_from_l1e
 from hypervisor.mm.state import XenState
 from hypervisor.mm.upper import (
     PAE_FIRST_XEN_L2_SLOT,
@@ -21,7 +21,6 @@ from hypervisor.mm.upper import (
     get_page_from_lne,
     put_page_from_lne,
 )
-from hypervisor.rules import FASTPATH_COMPARE
 
 __all__ = ["mod_l1_entry", "mod_upper_entry"]
 
@@ -47,12 +46,11 @@ def mod_l1_entry(
     """
     ol1e = words[slot]
     if nl1e & P:
-        if fastpath and not (ol1e ^ nl1e) & FASTPATH_COMPARE[xen.config.fastpath][0]:
-            mask = l1_disallow_mask(pt_dom)
-            if nl1e & mask:
+        if fastpath and not (ol1e ^ nl1e) & xen.fast_l1:
+            if nl1e & pt_dom.l1_mask:
                 raise GuestError(
                     "entry.disallowed-flags",
-                    f"L1 entry {nl1e:#x} carries disallowed flag bits {nl1e & mask:#x}",
+                    f"L1 entry {nl1e:#x} carries disallowed flag bits {nl1e & pt_dom.l1_mask:#x}",
                 )
             words[slot] = nl1e | (ol1e & AD) if preserve_ad else nl1e
             return
@@ -90,7 +88,7 @@ def mod_upper_entry(
                 f"L{level} entry {ne:#x} carries disallowed flag bits {ne & mask:#x}",
             )
         ne = adjust_entry(level, ne, d)
-        if not (oe ^ ne) & FASTPATH_COMPARE[xen.config.fastpath][1]:
+        if not (oe ^ ne) & xen.fast_upper:
             words[slot] = ne | (oe & AD) if preserve_ad else ne
             return
         get_page_from_lne(xen, ne, level, c_mfn, c_pg, d, slot)

@@ -13,22 +13,20 @@ from hypervisor.abi import DOMID_IO, INVALID_MFN
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo, PageType
-from hypervisor.mm.refs import DEMOTE, PROMOTE, describe, get_page_type, put_page, registers
+from hypervisor.mm.refs import DEMOTE, PROMOTE, describe, get_page_type, registers
 from hypervisor.mm.state import IO_FRAMES, XenState
-from hypervisor.rules import L1_CACHE_ATTRS, L1_DISALLOW_MASK
+from hypervisor.rules import L1_CACHE_ATTRS
 
 __all__ = ["get_page_from_l1e", "l1_disallow_mask", "put_page_from_l1e"]
 
 P, RW = 0x1, 0x2
 MFN40 = (1 << 40) - 1
 WRITABLE = PageType.WRITABLE
-_RELAXED = L1_DISALLOW_MASK & ~L1_CACHE_ATTRS
 
 
 def l1_disallow_mask(d: PvDomain) -> int:
-    """Flags refused in ``d``'s L1s: cache attributes are allowed only to a
-    domain with I/O privileges (mm.c ``l1_disallow_mask``)."""
-    return _RELAXED if d.privileged or d.domid == DOMID_IO else L1_DISALLOW_MASK
+    """Flags refused in ``d``'s L1s (mm.c ``l1_disallow_mask``)."""
+    return d.l1_mask
 
 
 def _flags_error(e: int, mask: int, level: int) -> GuestError:
@@ -61,13 +59,35 @@ def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDom
     mapped frame. Checks, in Xen's order: flags (EINVAL), I/O memory (EPERM),
     the owner (EBUSY), and with RW the writable type (EBUSY).
     """
-    if e & l1_disallow_mask(l1_owner):
-        raise _flags_error(e, l1_disallow_mask(l1_owner), 1)
     mfn = (e >> 12) & MFN40
+    pg = xen.frames.get(mfn)
+    # The common case first: FD's own frame, allowed flags, read-only or
+    # already writable. It takes exactly the references the full path would.
+    if (
+        pg is not None
+        and pg.owner == pg_owner.domid
+        and not e & l1_owner.l1_mask
+        and not pg.xen_heap
+    ):
+        if not e & RW:
+            pg.count += 1
+            return
+        if pg.type is WRITABLE and pg.type_count:
+            pg.count += 1
+            pg.type_count += 1
+            return
+    _get_page_from_l1e_checked(xen, e, mfn, pg, l1_owner, pg_owner)
+
+
+def _get_page_from_l1e_checked(
+    xen: XenState, e: int, mfn: int, pg: PageInfo | None, l1_owner: PvDomain, pg_owner: PvDomain
+) -> None:
+    """Every check of ``get_page_from_l1e``, in Xen's order."""
+    if e & l1_owner.l1_mask:
+        raise _flags_error(e, l1_owner.l1_mask, 1)
     if mfn < IO_FRAMES or mfn >= xen.total_frames:
         _get_io(xen, mfn, l1_owner, pg_owner)
         return
-    pg = xen.frames.get(mfn)
     if pg is None or pg.count == 0:
         raise GuestError("l1.free-frame", f"mfn {mfn:#x} is free memory, owned by nobody")
     owner = pg.owner
@@ -101,14 +121,17 @@ def _owner_name(owner: int | None) -> str:
 
 
 def put_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain) -> None:
-    """Release what a present L1 entry held (mm.c ``put_page_from_l1e``)."""
+    """Release what a present L1 entry held (mm.c ``put_page_from_l1e``).
+    I/O frames (no metadata) held nothing."""
     mfn = (e >> 12) & MFN40
-    if mfn < IO_FRAMES or mfn >= xen.total_frames:
+    pg = xen.frames.get(mfn)
+    if pg is None or mfn < IO_FRAMES:
         return
-    pg = xen.frames[mfn]
     if e & RW:
         pg.type_count -= 1  # writable: no devalidation to do
-    put_page(xen, mfn, pg)
+    pg.count -= 1
+    if not pg.count:
+        xen.free_frame(mfn)
 
 
 @registers(PROMOTE, PageType.L1)
@@ -120,31 +143,10 @@ def promote_l1_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
     """
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.peek(mfn)
-    mask = l1_disallow_mask(d)
-    frames = xen.frames
-    total = xen.total_frames
-    domid = d.domid
     for slot in range(512):
         e = words[slot]
         if not e & P:
             continue
-        # The common case, inlined: a plain mapping of one of d's own frames.
-        tmfn = (e >> 12) & MFN40
-        tpg = frames.get(tmfn)
-        if (
-            not e & mask
-            and tpg is not None
-            and tpg.owner == domid
-            and IO_FRAMES <= tmfn < total
-            and not tpg.xen_heap
-        ):
-            if not e & RW:
-                tpg.count += 1
-                continue
-            if tpg.type is WRITABLE and tpg.type_count:
-                tpg.count += 1
-                tpg.type_count += 1
-                continue
         try:
             get_page_from_l1e(xen, e, d, d)
         except GuestError as err:

@@ -10,7 +10,8 @@ from hypervisor.abi import DOMID_IO, DOMID_XEN
 from hypervisor.config import Config
 from hypervisor.hw import Memory
 from hypervisor.mm.domain import PvDomain, PvVcpu
-from hypervisor.mm.frames import PageInfo, PageType
+from hypervisor.mm.frames import PageInfo
+from hypervisor.rules import FASTPATH_COMPARE
 from hypervisor.trace import FlushRecord, Tracer
 
 __all__ = ["IO_FRAMES", "INVALID_M2P_ENTRY", "XEN_FRAMES", "XenState"]
@@ -35,6 +36,7 @@ class XenState:
         self.domains: dict[int, PvDomain] = {}
         self.tracer = Tracer()
         self.stats: Counter[str] = Counter()
+        self.fast_l1, self.fast_upper = FASTPATH_COMPARE[config.fastpath]
         self.dom_io = PvDomain(DOMID_IO)
         self.dom_xen = PvDomain(DOMID_XEN)
         self._next_fresh = IO_FRAMES + XEN_FRAMES
@@ -43,15 +45,6 @@ class XenState:
             self.frames[mfn] = PageInfo(DOMID_XEN, count=1, allocated=True)
 
     # -- frames ---------------------------------------------------------------
-
-    def page(self, mfn: int) -> PageInfo | None:
-        """The metadata of ``mfn``; frames of the first MiB are DOMID_IO's."""
-        pg = self.frames.get(mfn)
-        if pg is None and 0 <= mfn < IO_FRAMES:
-            pg = self.frames[mfn] = PageInfo(
-                DOMID_IO, count=1, allocated=True, type=PageType.WRITABLE, validated=True
-            )
-        return pg
 
     def is_io(self, mfn: int) -> bool:
         """An I/O frame: not RAM, or RAM owned by DOMID_IO (the first MiB)."""
