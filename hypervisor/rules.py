@@ -506,7 +506,9 @@ L1_CACHE_ATTRS = abi._PAGE_PWT | abi._PAGE_PCD | abi._PAGE_PAT
 """Cache attributes, allowed in an L1 only with I/O privileges."""
 L2_DISALLOW_MASK = BASE_DISALLOW_MASK
 L3_DISALLOW_MASK = BASE_DISALLOW_MASK
-L3_PAE_DISALLOW_MASK = 0xFFFFF198
+L3_PAE_DISALLOW_MASK = (0xFFFFF198 & 0xFFF) | ((0xFFFFF198 >> 12) & 0xFFF) << 52
+"""Xen's 0xFFFFF198 is a 24-bit flag word (pte bits 0-11, then 52-63): a PAE L3
+entry may carry only P, RW, US, A, D and AVAIL."""
 L4_DISALLOW_MASK = BASE_DISALLOW_MASK
 
 FASTPATH_FLAG_WHITELIST = (
