@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from hypervisor.abi import DOMID_IO, DOMID_SELF, DOMID_XEN, HYPERVISOR_VIRT_END
+from hypervisor.abi import (
+    DOMID_IO,
+    DOMID_SELF,
+    DOMID_XEN,
+    HYPERVISOR_COMPAT_VIRT_START,
+    HYPERVISOR_VIRT_END,
+)
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo
@@ -39,7 +45,5 @@ def guest_va_ok(d: PvDomain, va: int) -> bool:
     """A guest virtual address: canonical and outside Xen's hole (64-bit), or
     below Xen's compat area (32-bit)."""
     if d.is_32bit:
-        from hypervisor.abi import HYPERVISOR_COMPAT_VIRT_START
-
         return 0 <= va < HYPERVISOR_COMPAT_VIRT_START
     return 0 <= va < 1 << 47 or HYPERVISOR_VIRT_END <= va < 1 << 64

@@ -10,7 +10,7 @@ may point at the table itself, or at another validated table of the same level
 
 from __future__ import annotations
 
-from hypervisor.abi import EINVAL
+from hypervisor.abi import EINVAL, VMASST_TYPE_pae_extended_cr3
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo, PageType
@@ -101,8 +101,6 @@ def get_page_from_lne(
     t_mfn = (e >> 12) & MFN40
     pg = xen.frames.get(t_mfn) if IO_FRAMES <= t_mfn < xen.total_frames else None
     if not get_page(pg, d.domid):
-        if t_mfn == c_mfn:  # cannot happen for an owned container, kept for clarity
-            return
         raise GuestError("entry.target-not-owned", f"{_target_text(t_mfn, pg)}, not d{d.domid}'s")
     assert pg is not None
     xen_l2 = level == 3 and d.is_32bit and slot == 3
@@ -215,8 +213,6 @@ def _promote(xen: XenState, mfn: int, pg: PageInfo, level: int) -> None:
 def _pae_l3_prepare(xen: XenState, mfn: int, d: PvDomain, words: memoryview) -> None:
     """A 32-bit PAE L3: below 4 GiB unless pae_extended_cr3, slots 4-511
     zeroed by Xen, slot 3 (Xen's L2) present."""
-    from hypervisor.abi import VMASST_TYPE_pae_extended_cr3
-
     if mfn >= 0x100000 and not d.assist(VMASST_TYPE_pae_extended_cr3):
         raise GuestError("l3.pae-above-4g", f"PAE L3 mfn {mfn:#x} lies above 4 GiB")
     for slot in range(4, 512):
