@@ -1,0 +1,115 @@
+"""The kernel: boot, processes, fork, exit, context switch.
+
+``Kernel.boot`` gets a vCPU and ``start_info`` from the toolstack and boots as
+a PV kernel does (``minikern.boot``). Processes each own an address space
+(``minikern.pgtable``) built by the chosen strategy (``minikern.build``).
+
+Exit follows Linux's ``xen_exit_mmap``: the CPU is switched away from the
+dying tree first (NEW_BASEPTR to the boot L4, NEW_USER_BASEPTR 0) -- while a
+tree is somebody's base, unpinning leaves it typed and it cannot be made
+writable -- then the tree is unpinned and made writable, the data frames are
+dropped (a copy-on-write page is freed only by its last user) and every frame
+returns to the allocator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from hypervisor import abi
+from minikern import steps, toolstack
+from minikern.boot import boot_memory
+from minikern.build import STRATEGIES, destroy_tree, new_tree
+from minikern.fork import FORK_STYLES, fork_mm
+from minikern.kmem import KernelMemory
+from minikern.process import Process
+from minikern.vm import put_data
+
+__all__ = ["Kernel"]
+
+
+@attrs.define(eq=False)
+class Kernel:
+    """A booted minikern: ``hypervisor``, ``domain`` and ``vcpu`` are the machine
+    it runs on; ``processes`` the live processes, oldest first."""
+
+    hypervisor: Any
+    domain: Any
+    vcpu: abi.GuestVCpu
+    km: KernelMemory
+    strategy: str = "linux"
+    fork_style: str = "batched"
+    processes: list[Process] = attrs.Factory(list)
+    current: Process | None = None
+    next_pid: int = 1
+    boot_free: int = 0
+    """The allocator's free count right after boot."""
+
+    @classmethod
+    def boot(
+        cls,
+        nr_pages: int = 2048,
+        *,
+        hypervisor: Any = None,
+        strategy: str = "linux",
+        fork_style: str = "batched",
+    ) -> Kernel:
+        """Create a domain of ``nr_pages`` (on ``hypervisor``, or a new machine)
+        and boot it. ``strategy``: "linux" or "minios" (how trees are built and
+        pinned); ``fork_style``: "batched" or "linux" (see ``minikern.fork``)."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
+        if fork_style not in FORK_STYLES:
+            raise ValueError(f"fork_style must be one of {FORK_STYLES}, not {fork_style!r}")
+        xen, domain, vcpu, start_info = toolstack.launch(nr_pages, hypervisor)
+        km = boot_memory(vcpu, start_info)
+        return cls(xen, domain, vcpu, km, strategy, fork_style, boot_free=km.alloc.free_count())
+
+    def free_pages(self) -> int:
+        """The guest allocator's free count."""
+        return self.km.alloc.free_count()
+
+    def _new_process(self, mm: Any) -> Process:
+        p = Process(self, self.next_pid, mm)
+        self.next_pid += 1
+        self.processes.append(p)
+        return p
+
+    def _check(self, p: Process) -> None:
+        if p not in self.processes:
+            raise ProcessLookupError(f"{p!r} is not a live process of this kernel")
+
+    def spawn(self) -> Process:
+        """A new process with an empty user address space."""
+        self.km.alloc.ensure(2)
+        return self._new_process(new_tree(self.km, self.km.kernel_half))
+
+    def fork(self, p: Process) -> Process:
+        """A copy-on-write child of ``p``."""
+        self._check(p)
+        return self._new_process(fork_mm(self.km, p.mm, self.strategy, self.fork_style))
+
+    def switch_to(self, p: Process) -> None:
+        """Load ``p``'s tree: NEW_BASEPTR and NEW_USER_BASEPTR in one mmuext_op."""
+        self._check(p)
+        if self.current is not p:
+            steps.load_base(self.km, p.mm.l4, p.mm.user_l4)
+            self.current = p
+
+    def exit(self, p: Process) -> None:
+        """Tear ``p`` down and return every frame it held."""
+        self._check(p)
+        km = self.km
+        if self.current is p:
+            steps.load_base(km, km.boot_l4, None)
+            self.current = None
+        tables = destroy_tree(km, p.mm)
+        put_data(km, list(p.mm.ptes.values()))
+        p.mm.ptes.clear()
+        p.mm.writable.clear()
+        for pfn in tables:
+            steps.free(km, pfn)
+        self.processes.remove(p)
+        p.alive = False

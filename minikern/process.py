@@ -1,0 +1,121 @@
+"""A process: a pid and an address space, touched as user code.
+
+``read``/``write`` switch the CPU to the process and run as user code, one
+page at a time; a page fault is handed to the kernel's fault handler
+(``vm.handle_fault``) and the access retried. A fault the kernel cannot fix
+becomes :class:`SegmentationFault`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import attrs
+
+from hypervisor import abi
+from minikern import vm
+from minikern.errors import panic
+from minikern.pgtable import AddressSpace
+
+if TYPE_CHECKING:
+    from minikern.kernel import Kernel
+
+__all__ = ["Process", "page_fault_of"]
+
+T = TypeVar("T")
+_RETRIES = 4
+
+
+def page_fault_of(exc: BaseException) -> tuple[int, int] | None:
+    """``(va, error_code)`` if ``exc`` is the hardware's page fault, else None.
+    (The guest sees only the ABI, so the fault is recognised by its shape.)"""
+    if type(exc).__name__ != "PageFault":
+        return None
+    va, code = getattr(exc, "va", None), getattr(exc, "error_code", None)
+    if not isinstance(va, int) or not isinstance(code, int):
+        return None
+    return va, code
+
+
+def _chunks(va: int, n: int) -> list[tuple[int, int]]:
+    """``(va, size)`` pieces of ``[va, va+n)`` that do not cross a page."""
+    out = []
+    while n > 0:
+        size = min(n, abi.PAGE_SIZE - (va & 0xFFF))
+        out.append((va, size))
+        va, n = va + size, n - size
+    return out
+
+
+@attrs.define(eq=False)
+class Process:
+    """A user process of ``kernel``; ``mm`` is its address space."""
+
+    kernel: Kernel
+    pid: int
+    mm: AddressSpace
+    alive: bool = True
+
+    def __repr__(self) -> str:
+        state = "" if self.alive else " exited"
+        return f"<Process {self.pid}{state}, {len(self.mm.ptes)} pages resident>"
+
+    def _check(self) -> None:
+        if not self.alive:
+            raise ProcessLookupError(f"process {self.pid} has exited")
+
+    def mmap(self, va: int, length: int, prot: str = "rw", *, populate: bool = False) -> None:
+        """Map ``[va, va+length)`` anonymous, demand-zero, ``prot`` "r" or "rw"."""
+        self._check()
+        vm.do_mmap(self.kernel.km, self.mm, va, length, prot, populate)
+
+    def munmap(self, va: int, length: int) -> None:
+        """Unmap ``[va, va+length)``; SegmentationFault if any page is unmapped."""
+        self._check()
+        vm.do_munmap(self.kernel.km, self.mm, va, length)
+
+    def mprotect(self, va: int, length: int, prot: str) -> None:
+        """Change the protection of ``[va, va+length)`` (all of it mapped)."""
+        self._check()
+        vm.do_mprotect(self.kernel.km, self.mm, va, length, prot)
+
+    def read(self, va: int, n: int) -> bytes:
+        """``n`` bytes at ``va``, read as user code."""
+        self._check()
+        if type(va) is not int or type(n) is not int or n < 0:
+            raise ValueError("read needs an int address and a length >= 0")
+        vcpu = self.kernel.vcpu
+        out = bytearray()
+        for addr, size in _chunks(va, n):
+            out += self._user(addr, False, functools.partial(vcpu.read, addr, size))
+        return bytes(out)
+
+    def write(self, va: int, data: bytes) -> None:
+        """Write ``data`` at ``va`` as user code."""
+        self._check()
+        if type(va) is not int:
+            raise ValueError("write needs an int address")
+        data = bytes(data)
+        vcpu = self.kernel.vcpu
+        pos = 0
+        for addr, size in _chunks(va, len(data)):
+            piece = data[pos : pos + size]
+            self._user(addr, True, functools.partial(vcpu.write, addr, piece))
+            pos += size
+
+    def _user(self, va: int, write: bool, access: Callable[[], T]) -> T:
+        """Run ``access`` in user mode on this process, fixing faults between tries."""
+        k = self.kernel
+        k.switch_to(self)
+        for _ in range(_RETRIES):
+            try:
+                with k.vcpu.user_mode():
+                    return access()
+            except Exception as exc:
+                fault = page_fault_of(exc)
+                if fault is None:
+                    raise
+                vm.handle_fault(k.km, self.mm, fault[0], bool(fault[1] & 2) or write)
+        raise panic(f"trap: access at {va:#x} keeps faulting after {_RETRIES} fixes")

@@ -1,0 +1,178 @@
+"""mmap, munmap, mprotect and the page-fault handler of one address space.
+
+VMAs are page-granular (``mm.vmas``: vpn -> "r" / "rw"). Anonymous memory is
+demand-zero: mmap records the VMA, and the first touch faults a zeroed frame
+in (``populate=True`` maps every page at once, Linux's ``MAP_POPULATE``). All
+leaf changes are batched ``mmu_update`` requests (PRESERVE_AD for mprotect, so
+Accessed/Dirty bits the hardware set meanwhile survive), followed by the TLB
+flush they need: INVLPG per page up to :data:`FLUSH_CEILING` pages, one full
+flush beyond.
+"""
+
+from __future__ import annotations
+
+from hypervisor import abi
+from minikern import steps
+from minikern.build import tables_for
+from minikern.errors import SegmentationFault, panic
+from minikern.kmem import KernelMemory
+from minikern.pgtable import USER_LIMIT, AddressSpace
+
+__all__ = ["FLUSH_CEILING", "PROTS", "do_mmap", "do_mprotect", "do_munmap", "handle_fault"]
+
+PROTS = ("r", "rw")
+FLUSH_CEILING = 33
+"""x86's ``tlb_single_page_flush_ceiling``: beyond it, flush everything."""
+
+
+def page_range(va: int, length: int) -> range:
+    """The vpns of ``[va, va + length)``: ``va`` page-aligned, inside user space."""
+    if type(va) is not int or type(length) is not int:
+        raise TypeError("va and length must be ints")
+    if va % abi.PAGE_SIZE or length <= 0 or va < 0 or va + length > USER_LIMIT:
+        raise ValueError(
+            f"bad range {va:#x}+{length:#x}: page-aligned, non-empty, below {USER_LIMIT:#x}"
+        )
+    return range(va >> 12, (va + length + abi.PAGE_SIZE - 1) >> 12)
+
+
+def _check_prot(prot: str) -> None:
+    if prot not in PROTS:
+        raise ValueError(f"prot must be one of {PROTS}, not {prot!r}")
+
+
+def _require_mapped(mm: AddressSpace, vpns: range, what: str) -> None:
+    for vpn in vpns:
+        if vpn not in mm.vmas:
+            raise SegmentationFault(vpn << 12, f"{what} of a page that was never mapped")
+
+
+def flush_tlb(km: KernelMemory, vpns: list[int]) -> None:
+    """Queue the TLB flush for changed leaves: INVLPG each, or one full flush."""
+    if len(vpns) > FLUSH_CEILING:
+        km.hc.ext(abi.MMUEXT_TLB_FLUSH_LOCAL)
+        return
+    for vpn in vpns:
+        km.hc.ext(abi.MMUEXT_INVLPG_LOCAL, vpn << 12)
+
+
+def put_data(km: KernelMemory, pfns: list[int]) -> None:
+    """Drop one mapping of each data frame; free those nobody maps any more."""
+    for pfn in pfns:
+        left = km.mapcount[pfn] - 1
+        if left:
+            km.mapcount[pfn] = left
+        else:
+            del km.mapcount[pfn]
+            steps.free(km, pfn)
+
+
+def do_mmap(
+    km: KernelMemory, mm: AddressSpace, va: int, length: int, prot: str, populate: bool = False
+) -> None:
+    """Map ``[va, va+length)`` with ``prot``, replacing what was there (MAP_FIXED)."""
+    vpns = page_range(va, length)
+    _check_prot(prot)
+    if populate:
+        km.alloc.ensure(len(tables_for(list(vpns)) - mm.tables.keys()) + len(vpns))
+    old = [vpn for vpn in vpns if vpn in mm.vmas]
+    if old:
+        unmap_pages(km, mm, old)
+    for vpn in vpns:
+        mm.vmas[vpn] = prot
+    if populate:
+        with km.hc.lazy():
+            for vpn in vpns:
+                pfn = km.alloc.alloc()
+                steps.zero(km, pfn)
+                km.mapcount[pfn] = 1
+                mm.ensure_l1(vpn)
+                mm.set_leaf(vpn, pfn, prot == "rw")
+
+
+def do_munmap(km: KernelMemory, mm: AddressSpace, va: int, length: int) -> None:
+    """Unmap ``[va, va+length)``; every page of it must be mapped."""
+    vpns = page_range(va, length)
+    _require_mapped(mm, vpns, "munmap")
+    unmap_pages(km, mm, list(vpns))
+
+
+def unmap_pages(km: KernelMemory, mm: AddressSpace, vpns: list[int]) -> None:
+    """Clear the leaves, prune emptied tables (unlink, unpin, make writable),
+    flush the TLB -- one batch -- then free the frames."""
+    present = [vpn for vpn in vpns if vpn in mm.ptes]
+    gone: list[int] = []
+    with km.hc.lazy():
+        dropped = [mm.clear_leaf(vpn) for vpn in present]
+        for l1_index in sorted({vpn >> 9 for vpn in present}):
+            gone += mm.prune(l1_index << 9)
+        flush_tlb(km, present)
+    for vpn in vpns:
+        del mm.vmas[vpn]
+    put_data(km, dropped)
+    for pfn in gone:
+        steps.free(km, pfn)
+
+
+def do_mprotect(km: KernelMemory, mm: AddressSpace, va: int, length: int, prot: str) -> None:
+    """Change the protection of mapped pages; a shared (copy-on-write) page
+    stays read-only until the write fault copies it."""
+    vpns = page_range(va, length)
+    _check_prot(prot)
+    _require_mapped(mm, vpns, "mprotect")
+    changed: list[int] = []
+    with km.hc.lazy():
+        for vpn in vpns:
+            mm.vmas[vpn] = prot
+            pfn = mm.ptes.get(vpn)
+            if pfn is None:
+                continue
+            rw = prot == "rw" and km.mapcount[pfn] == 1
+            if rw != (vpn in mm.writable):
+                mm.set_leaf(vpn, pfn, rw, abi.MMU_PT_UPDATE_PRESERVE_AD)
+                changed.append(vpn)
+        if changed:
+            flush_tlb(km, changed)
+
+
+def handle_fault(km: KernelMemory, mm: AddressSpace, va: int, write: bool) -> None:
+    """Resolve a user page fault at ``va`` or raise SegmentationFault."""
+    vpn = va >> 12
+    prot = mm.vmas.get(vpn) if 0 <= va < USER_LIMIT else None
+    if prot is None:
+        raise SegmentationFault(va, "no mapping at this address")
+    if write and prot != "rw":
+        raise SegmentationFault(va, "write to a read-only mapping")
+    if vpn not in mm.ptes:
+        _demand_zero(km, mm, vpn, prot == "rw")
+    elif write and vpn not in mm.writable:
+        _copy_on_write(km, mm, vpn)
+    else:
+        raise panic(f"trap: fault at {va:#x} on a page mapped as it should be")
+
+
+def _demand_zero(km: KernelMemory, mm: AddressSpace, vpn: int, rw: bool) -> None:
+    """First touch: a zeroed frame, mapped with the VMA's protection."""
+    km.alloc.ensure(mm.missing_tables(vpn) + 1)
+    pfn = km.alloc.alloc()
+    steps.zero(km, pfn)
+    km.mapcount[pfn] = 1
+    with km.hc.lazy():
+        mm.ensure_l1(vpn)
+        mm.set_leaf(vpn, pfn, rw)
+
+
+def _copy_on_write(km: KernelMemory, mm: AddressSpace, vpn: int) -> None:
+    """A write to a shared page: copy it for the writer alone (or, when the
+    writer is its last user, just make it writable again)."""
+    old = mm.ptes[vpn]
+    new = old
+    if km.mapcount[old] > 1:
+        km.alloc.ensure(1)
+        new = km.alloc.alloc()
+        km.vcpu.write(km.va(new), km.vcpu.read(km.va(old), abi.PAGE_SIZE))
+        km.mapcount[old] -= 1
+        km.mapcount[new] = 1
+    with km.hc.lazy():
+        mm.set_leaf(vpn, new, True)
+        flush_tlb(km, [vpn])
