@@ -512,7 +512,7 @@ def test_46_switching_away_from_unpinned_base_devalidates_its_tree(world: World)
 
 
 def link_pinned_l1_into_m(world: World) -> None:
-    """M[I] -> P, P pinned: P has type count 2 (pin + M's entry)."""
+    """M[M_SLOT] -> P, P pinned: P has type count 2 (pin + M's entry)."""
     world.a.pin(1, world.P)
     world.a.set_entry(world.M, M_SLOT, pte(world.P, Pr | RW | US | A_))
     assert_frame(world.xen, world.P, type_count=2)
