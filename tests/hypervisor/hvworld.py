@@ -34,10 +34,10 @@ from hypervisor import FrameInfo, HypercallError, Hypervisor, PageType, abi
 from hypervisor.hypercalls.update_va_mapping import guest_l1e
 from hypervisor.vcpu import VCpu
 
-TOTAL_FRAMES = 2048
-DOM0_PAGES = 300
-A_PAGES = 600
-B_PAGES = 300
+TOTAL_FRAMES = 1024
+DOM0_PAGES = 100
+A_PAGES = 200
+B_PAGES = 100
 
 Pr, RW, US, PWT, PCD, A_, D_, BIT7, G = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80, 0x100
 NX = 1 << 63
@@ -159,8 +159,12 @@ class Guest:
 
     # -- hypercalls (audited) ------------------------------------------------------
 
+    audit_each_step = True
+    """Audit after every successful hypercall (off only while the fixture is built)."""
+
     def _audited(self, result: Any) -> Any:
-        audit_clean(self.xen)
+        if self.audit_each_step:
+            audit_clean(self.xen)
         return result
 
     def mmu_update(self, reqs: Sequence[Any], foreigndom: int = abi.DOMID_SELF) -> int:
@@ -170,8 +174,7 @@ class Guest:
         return self._audited(self.vcpu.mmuext_op(ops, foreigndom))
 
     def update_va_mapping(self, va: int, val: int, flags: int = abi.UVMF_NONE) -> None:
-        self.vcpu.update_va_mapping(va, val, flags)
-        audit_clean(self.xen)
+        self._audited(self.vcpu.update_va_mapping(va, val, flags))
 
     def map_at(self, va: int, mfn: int, flags: int, foreigndom: int = abi.DOMID_SELF) -> int:
         """map(mfn, flags) at ``va``: an mmu_update of the L1 slot for ``va``."""
@@ -205,6 +208,9 @@ class World:
         self.dom0 = Guest(xen, xen.create_domain(DOM0_PAGES, privileged=True).domid)
         self.a = Guest(xen, xen.create_domain(A_PAGES).domid)
         self.b = Guest(xen, xen.create_domain(B_PAGES).domid)
+        guests = (self.dom0, self.a, self.b)
+        for g in guests:
+            g.audit_each_step = False  # one audit at the end of set-up is enough
         self.a.vcpu.vm_assist(abi.VMASST_CMD_enable, abi.VMASST_TYPE_writable_pagetables)
         self.K = self.a.vcpu.cr3
         self.P, self.Q, self.R, self.S, self.T, self.C = (self.a.fresh() for _ in range(6))
@@ -214,6 +220,8 @@ class World:
         self.a.pin(4, self.K2)
         self.a.pin(4, self.K3)
         self.X = self.b.fresh()
+        for g in guests:
+            g.audit_each_step = True
         audit_clean(xen)
 
     @property
