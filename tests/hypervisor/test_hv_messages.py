@@ -26,9 +26,10 @@ def rule_ids_in_source() -> set[str]:
         if path.name == "rules.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if RULE_ID.match(node.value) and not node.value.endswith((".c", ".h", ".py")):
-                    found.add(node.value)
+            text = node.value if isinstance(node, ast.Constant) else None
+            source_file = isinstance(text, str) and text.endswith((".c", ".h", ".py"))
+            if isinstance(text, str) and RULE_ID.match(text) and not source_file:
+                found.add(text)
     return found
 
 
@@ -48,7 +49,9 @@ def test_every_rule_has_principle_fix_and_a_real_errno(rule_id: str) -> None:
     r = RULES[rule_id]
     assert r.id == rule_id
     assert RULE_ID.match(rule_id)
-    assert r.principle.strip() and r.fix.strip() and r.xen.strip()
+    assert r.principle.strip()
+    assert r.fix.strip()
+    assert r.xen.strip()
     assert r.errno in errno.errorcode
 
 
