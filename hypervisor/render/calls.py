@@ -96,7 +96,9 @@ def _ext_op(op: Any) -> str:
     return name
 
 
-def _foreign(dom: int) -> str:
+def _foreign(args: tuple[Any, ...]) -> str:
+    """`` (foreign d1)`` when a batch names a foreign domain (argument 2)."""
+    dom = args[1] if len(args) > 1 else abi.DOMID_SELF
     return "" if dom == abi.DOMID_SELF else f" (foreign d{dom})"
 
 
@@ -123,9 +125,9 @@ def decode_args(rec: HypercallRecord, xen: Hypervisor | None = None) -> str:
     a = rec.args
     try:
         if rec.op == "mmu_update":
-            return _batch(a[0], lambda r: _mmu_request(r, xen), "request") + _foreign(a[1])
+            return _batch(a[0], lambda r: _mmu_request(r, xen), "request") + _foreign(a)
         if rec.op == "mmuext_op":
-            return _batch(a[0], _ext_op, "op") + _foreign(a[1])
+            return _batch(a[0], _ext_op, "op") + _foreign(a)
         if rec.op in ("update_va_mapping", "update_va_mapping_otherdomain"):
             text = f"va {a[0]:#x} := {entry_text(a[1])}, {_uvmf(a[2])}"
             return text + (f", d{a[3]}" if len(a) > 3 else "")

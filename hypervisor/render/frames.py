@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from rich.columns import Columns
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -147,13 +148,12 @@ def _cell_kinds(xen: Hypervisor, per: int) -> tuple[dict[int, Counter[str]], Cou
     return cells, totals
 
 
-def _dominant(counts: Counter[str] | None, size: int) -> str:
-    """The kind holding most frames of a cell of ``size`` frames."""
+def _dominant(counts: Counter[str] | None) -> str:
+    """The kind most of a cell's frames in use have (tables win ties, then
+    data); free only when no frame of the cell is in use."""
     if not counts:
         return FREE
-    free = size - sum(counts.values())
-    best = max(counts.items(), key=lambda kv: (kv[1], _rank(kv[0])))
-    return FREE if free > best[1] else best[0]
+    return max(counts.items(), key=lambda kv: (kv[1], _rank(kv[0])))[0]
 
 
 def _legend_label(kind: str) -> str:
@@ -165,22 +165,22 @@ def _legend_label(kind: str) -> str:
     return f"{dom} {what[:2]}" + (" pinned" if what.endswith("+pin") else "")
 
 
-def _legend(totals: Counter[str]) -> Text:
+def _legend(totals: Counter[str]) -> Columns:
     """One entry per kind present on the machine: glyph, name, frame count."""
-    out = Text()
-    kinds = sorted(totals, key=lambda k: (k.split(":")[0] if ":" in k else "", k))
-    kinds = [k for k in (FREE, IO, XEN) if totals[k]] + [k for k in kinds if ":" in k]
-    for i, kind in enumerate(kinds):
-        if i:
-            out.append("  ")
-        out.append_text(_glyph(kind))
-        out.append(f" {_legend_label(kind)} ({totals[kind]})")
-    return out
+    kinds = [k for k in (FREE, IO, XEN) if totals[k]]
+    kinds += sorted((k for k in totals if ":" in k), key=lambda k: (int(k[1 : k.index(":")]), k))
+    entries = []
+    for kind in kinds:
+        entry = _glyph(kind)
+        entry.append(f" {_legend_label(kind)} ({totals[kind]})")
+        entries.append(entry)
+    return Columns(entries, padding=(0, 2))
 
 
 def memory_map(xen: Hypervisor, *, width: int = 64) -> Group:
     """A WeensyOS-style map of machine memory: one glyph per frame, or per
-    group of frames on a big machine (the group's dominant kind), ``width``
+    group of frames on a big machine (the kind most of the group's frames in
+    use have; ``.`` only when the whole group is free), ``width``
     glyphs a row, each row labelled with its first mfn, then a legend with
     the frame count of each kind. Tables are ``1``-``4`` in their domain's
     colour (reversed when pinned), data a per-domain letter."""
@@ -193,10 +193,13 @@ def memory_map(xen: Hypervisor, *, width: int = 64) -> Group:
     for row_start in range(0, ncells, width):
         grid.append(f"{row_start * per:#0{digits + 2}x} ", style="dim")
         for cell in range(row_start, min(row_start + width, ncells)):
-            size = min(per, total - cell * per)
-            grid.append_text(_glyph(_dominant(cells.get(cell), size)))
+            grid.append_text(_glyph(_dominant(cells.get(cell))))
         grid.append("\n")
     grid.rstrip()
-    scale = "1 glyph = 1 frame" if per == 1 else f"1 glyph = {per} frames (dominant kind)"
+    scale = (
+        "1 glyph = 1 frame"
+        if per == 1
+        else f"1 glyph = {per} frames (the kind most of them in use have)"
+    )
     header = Text(f"memory map: {total} frames, {scale}", style="bold")
     return Group(header, grid, _legend(totals))

@@ -1,7 +1,7 @@
 """The page-table tree of one address space, drawn from the bytes in memory.
 
 Each line is one present entry: its slot, the virtual range it covers, the
-frame it points at and its flags. L1 tables are summarised in one line (how
+frame it points at and its flags. L1 tables are summarised in one line below their parent entry (how
 many entries, how many writable data pages, how many read-only mappings of
 page tables ...) instead of 512 lines, Xen's own slots are collapsed, and a
 table with more than ``max_children`` present entries ends with "… N more".
@@ -19,7 +19,7 @@ from hypervisor import abi
 from hypervisor.machine import Hypervisor
 from hypervisor.mm.frames import FrameInfo, PageType
 from hypervisor.mm.upper import PAE_FIRST_XEN_L2_SLOT, XEN_L4_SLOTS
-from hypervisor.render.common import MFN_MASK, domain_style, flags_text, owner_text
+from hypervisor.render.common import MFN_MASK, domain_style, flags_text, owner_text, type_text
 
 __all__ = ["page_table_tree", "va_range"]
 
@@ -109,31 +109,27 @@ def _l1_summary(xen: Hypervisor, mfn: int) -> str:
 def _child_label(
     xen: Hypervisor, level: int, slot: int, entry: int, prefix: int, levels: int
 ) -> tuple[Text, FrameInfo | None]:
-    """The line for one present entry, and the lower table to expand (or None)."""
+    """The line for one present entry, and the lower table it points at when
+    that is a live table of the next level down (else None)."""
     start, end = va_range(prefix, level, slot, levels)
     target = _target(entry)
     info = _frame(xen, target)
     line = Text(f"[{slot}] ", style="bold")
     line.append(_va_text(start, end, levels), style="cyan")
     line.append(" -> ")
-    expected = PageType(level - 1) if level > 1 else None
-    if info is not None and expected is not None and info.type is expected and info.type_count:
-        if expected is PageType.L1:
-            line.append(f"L1 mfn {target:#x}: {_l1_summary(xen, target)}")
-            line.append(f"  {flags_text(entry)}", style="dim")
-            return line, None
-        line.append(f"L{int(expected)} mfn {target:#x}")
-        line.append(f"  {flags_text(entry)}", style="dim")
-        return line, info
-    if info is not None and info.type is PageType(level) and info.type_count:
-        what = f"L{level} mfn {target:#x} (linear)"
+    lower = None
+    if info is not None and level > 1 and info.type == level - 1 and info.type_count:
+        line.append(f"L{level - 1} mfn {target:#x}")
+        lower = info
+    elif info is not None and info.type == level and info.type_count:
+        line.append(f"L{level} mfn {target:#x} (linear)", style="yellow")
     elif info is None or info.owner is None:
-        what = f"mfn {target:#x} (not a frame in use)"
+        line.append(f"mfn {target:#x} (not a frame in use)", style="yellow")
     else:
-        what = f"mfn {target:#x} ({owner_text(info.owner)} {info.type.name.lower()})"
-    line.append(what, style="yellow")
+        kind = f"{owner_text(info.owner)} {info.type.name.lower()}"
+        line.append(f"mfn {target:#x} ({kind})", style="yellow")
     line.append(f"  {flags_text(entry)}", style="dim")
-    return line, None
+    return line, lower
 
 
 def _grow(
@@ -163,11 +159,14 @@ def _grow(
         shown += 1
         line, lower = _child_label(xen, level, slot, entry, prefix, levels)
         child = node.add(line)
-        if lower is not None:
+        if lower is not None and lower.type is PageType.L1:
+            child.add(Text(_l1_summary(xen, lower.mfn), style="dim"))
+        elif lower is not None:
             start = va_range(prefix, level, slot, levels)[0] & (1 << 48) - 1
             _grow(xen, child, lower, start, levels, max_children)
     if hidden:
-        node.add(Text(f"… {hidden} more present entries", style="italic"))
+        noun = "entry" if hidden == 1 else "entries"
+        node.add(Text(f"… {hidden} more present {noun}", style="italic"))
 
 
 def page_table_tree(
@@ -181,7 +180,7 @@ def page_table_tree(
     info = xen.frame(root_mfn)
     if info.type is not PageType(levels) or not info.type_count:
         return Tree(
-            Text(f"mfn {root_mfn:#x} is not a live L{levels} table ({info.type.name})", "red")
+            Text(f"mfn {root_mfn:#x} is not a live L{levels} table ({type_text(info.type)})", "red")
         )
     tree = Tree(_table_label(info), guide_style="dim")
     _grow(xen, tree, info, 0, levels, max_children)

@@ -1,8 +1,9 @@
 """The interim ``make demo``: build one user address space the way a PV
 kernel must, watch Xen refuse a shortcut, fix it, and look at the result.
 
-Run it with ``python -m hypervisor.demo``. The recipe, one small function per
-step (spec sections 2.4, 2.7 and 9):
+Run it with ``python -m hypervisor.render.demo`` (it lives in the render
+layer, the only part of ``hypervisor`` allowed to draw). The recipe, one small
+function per step (spec sections 2.4, 2.7 and 9):
 
 1. take free frames from the domain and zero them;
 2. fill them: L4[0] -> L3, L3[0] -> L2, L2[2] -> L1, L1[0..2] -> data pages,
