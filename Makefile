@@ -28,7 +28,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
 demo: $(STAMP)
-	$(BIN)/python -m minikern demo
+	$(BIN)/python -m hypervisor.render.demo
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
