@@ -17,13 +17,19 @@ KERNEL_OPS = ("spawn", "fork", "exit", "switch_to")
 PROCESS_OPS = ("mmap", "munmap", "mprotect", "read", "write")
 
 
+_depth = [0]
+
+
 def _audited(fn: Callable[..., Any], kernel_of: Callable[[Any], Kernel]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _depth[0] += 1
         try:
             return fn(self, *args, **kwargs)
         finally:
-            assert_audit_clean(kernel_of(self))
+            _depth[0] -= 1
+            if not _depth[0]:  # audit once per outermost operation
+                assert_audit_clean(kernel_of(self))
 
     return checked
 
