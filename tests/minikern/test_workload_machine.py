@@ -116,7 +116,12 @@ class Workload(RuleBasedStateMachine):
                 return
             raise AssertionError("mprotect of unmapped pages succeeded")
 
-    @rule(p=procs, where=pages, offset=st.integers(0, PAGE - 1), data=st.binary(min_size=1, max_size=16))
+    @rule(
+        p=procs,
+        where=pages,
+        offset=st.integers(0, PAGE - 1),
+        data=st.binary(min_size=1, max_size=16),
+    )
     def write(self, p: Process, where: tuple[int, int, int], offset: int, data: bytes) -> None:
         if not p.alive:
             return
