@@ -242,10 +242,10 @@ def test_mmu_update_bad_foreigndom(world: World, fd: Any, errno_: int, rule: str
         (1, errno.ESRCH, "foreigndom.self-id"),
         (77, errno.ESRCH, "foreigndom.unknown"),
         (2, errno.EPERM, "foreigndom.not-privileged"),
-        (1 << 16, errno.EINVAL, "args.out-of-range"),
+        (1 << 32, errno.EINVAL, "args.out-of-range"),
         (-2, errno.EINVAL, "args.out-of-range"),
     ],
-    ids=["own-id", "unknown", "unprivileged", "2**16", "negative"],
+    ids=["own-id", "unknown", "unprivileged", "2**32", "negative"],
 )
 def test_mmuext_op_bad_foreigndom(world: World, fd: int, errno_: int, rule: str) -> None:
     op = abi.MmuExtOp(abi.MMUEXT_PIN_L1_TABLE, world.P)

@@ -215,3 +215,25 @@ def test_update_va_mapping_otherdomain_maps_foreign_frame_for_dom0(world: World)
     world.dom0.vcpu.update_va_mapping_otherdomain(world.dom0.w(0), pte(world.X, Pr), 0, 2)
     audit_clean(world.xen)
     assert_frame(world.xen, world.X, count=2, type_count=0)
+
+
+def test_empty_mmu_update_with_foreign_fd_is_not_checked(world: World) -> None:
+    # Xen checks the privilege per request: with no request nothing is refused.
+    assert world.a.mmu_update([], foreigndom=2) == 0
+
+
+def test_empty_mmuext_op_with_foreign_fd_is_eperm(world: World) -> None:
+    # ... whereas mmuext_op checks it once, before any op.
+    world.refused(
+        lambda: world.a.mmuext([], foreigndom=2), errno.EPERM, rule="foreigndom.not-privileged"
+    )
+
+
+def test_mmu_update_into_former_page_table_is_a_plain_write(world: World) -> None:
+    world.a.pin(1, world.P)
+    world.a.unpin(world.P)
+    assert world.a.set_entry(world.P, 4, pte(world.K, Pr | RW)) == 1  # never checked
+    assert entry(world.xen, world.P, 4) == pte(world.K, Pr | RW)
+    assert_frame(world.xen, world.P, type=WRITABLE, type_count=0, count=1)
+    # ... and validating it again checks the entry:
+    world.refused(lambda: world.a.pin(1, world.P), errno.EBUSY, rule="l1.writable-pagetable")
