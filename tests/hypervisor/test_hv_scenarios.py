@@ -26,6 +26,7 @@ from hvworld import (
     US,
     WRITABLE,
     G,
+    Pr,
     World,
     assert_frame,
     audit_clean,
@@ -38,7 +39,6 @@ from hvworld import (
 from hypervisor import abi
 from hypervisor.mm.frames import PageType
 
-Pr = 0x1
 PSE = BIT7
 M_SLOT = 7
 """The slot of M used by the L2 scenarios."""
