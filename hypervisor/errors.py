@@ -27,6 +27,8 @@ class GuestError(Exception):
         self.detail = detail
         self.path: list[tuple[int, int, int]] = []
         self.done = 0
+        self.entry: tuple[int, int, int] | None = None
+        """The entry being written when the rule broke, as ``(level, mfn, slot)``."""
         self.context = ""
         """What was refused, e.g. ``MMUEXT_PIN_L1_TABLE of mfn 0x1234``."""
 
@@ -35,11 +37,16 @@ class GuestError(Exception):
         return self.rule.errno
 
     def explain(self) -> str:
-        """The detail, the validation path and the rule in plain words."""
-        text = self.detail
+        """The entry being written, the validation path, the detail and the rule."""
+        parts = []
+        if self.entry is not None:
+            lv, mfn, slot = self.entry
+            parts.append(f"writing L{lv} mfn {mfn:#x} slot {slot}")
         if self.path:
             hops = " -> ".join(f"L{lv} mfn {mfn:#x} slot {slot}" for lv, mfn, slot in self.path)
-            text = f"while validating {hops}: {text}"
+            parts.append(f"while validating {hops}")
+        parts.append(self.detail)
+        text = ": ".join(parts)
         return f"{text}; {self.rule.principle} — {self.rule.fix}"
 
 

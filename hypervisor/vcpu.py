@@ -115,7 +115,30 @@ class VCpu:
             raise ValueError(f"size must be 1, 2, 4 or 8, not {size!r}")
         if type(value) is not int or not 0 <= value < 1 << (8 * size):
             raise ValueError(f"{value!r} does not fit in {size} bytes")
-        self.write(va, value.to_bytes(size, "little"))
+        data = value.to_bytes(size, "little")
+        if type(va) is int and (va & 0xFFF) + size > 4096:
+            # One access: both pages are translated before any byte is written.
+            first = self._translate(va, write=True)
+            second = self._translate(va + size - (va + size) % 4096, write=True)
+            split = 4096 - (va & 0xFFF)
+            self._poke(first, va & 0xFFF, data[:split])
+            self._poke(second, 0, data[split:])
+            return
+        try:
+            mfn = self._walk(va, write=True)
+        except WalkFault as f:
+            if not f.error_code & PF_PRESENT or f.error_code & PF_USER:
+                raise self._fault(va, f.error_code, f.why) from None
+            why = ptwr_emulate(self._xen, self._v, va, value, size)
+            if why is not None:
+                raise self._fault(va, f.error_code, why) from None
+            return
+        self._poke(mfn, va & 0xFFF, data)
+
+    def _poke(self, mfn: int, offset: int, data: bytes) -> None:
+        """Raw bytes into a frame (writes to non-RAM frames are dropped)."""
+        if self._xen.mem.is_ram(mfn):
+            self._xen.mem.page(mfn)[offset : offset + len(data)] = data
 
     def read(self, va: int, n: int) -> bytes:
         """``n`` bytes from ``va`` (may cross pages)."""
@@ -135,7 +158,6 @@ class VCpu:
     def write(self, va: int, data: bytes) -> None:
         """Write ``data`` at ``va`` (may cross pages)."""
         data = bytes(data)
-        mem = self._xen.mem
         pos = 0
         while pos < len(data):
             off = va & 0xFFF
@@ -147,8 +169,7 @@ class VCpu:
                     raise self._fault(va, f.error_code, f.why) from None
                 self._emulate(va, data[pos : pos + chunk], f.error_code)
             else:
-                if mem.is_ram(mfn):
-                    mem.page(mfn)[off : off + chunk] = data[pos : pos + chunk]
+                self._poke(mfn, off, data[pos : pos + chunk])
             va += chunk
             pos += chunk
 

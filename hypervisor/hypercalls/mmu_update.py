@@ -121,7 +121,7 @@ def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
                 and last_pg.type_count
             ):
                 slot = (ptr & 0xFF8) >> 3
-                mod_l1_entry(xen, last_words, slot, val, batch.pt_owner, batch.pg_owner)
+                mod_l1_entry(xen, mfn, last_words, slot, val, batch.pt_owner, batch.pg_owner)
                 continue
             if cmd in (0, 2, 3):
                 pg = _normal_update(xen, ptr, val, batch, cmd == 2)
@@ -150,7 +150,7 @@ def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad
     t = pg.type
     if pg.type_count and pg.validated:
         if t is L1:
-            mod_l1_entry(xen, xen.mem.words(mfn), slot, val, pt_owner, pg_owner, preserve_ad)
+            mod_l1_entry(xen, mfn, xen.mem.words(mfn), slot, val, pt_owner, pg_owner, preserve_ad)
         elif t in UPPER:
             if pg_owner is not pt_owner:
                 raise GuestError(

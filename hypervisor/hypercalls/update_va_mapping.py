@@ -57,7 +57,7 @@ def _update(xen: XenState, v: PvVcpu, va: Any, val: Any, flags: Any, pg_owner: P
     val = as_int(val, 64, "val")
     how, scope_all = _flags(flags)
     l1mfn, slot = guest_l1e(xen, v, va)
-    mod_l1_entry(xen, xen.mem.words(l1mfn), slot, val, v.domain, pg_owner)
+    mod_l1_entry(xen, l1mfn, xen.mem.words(l1mfn), slot, val, v.domain, pg_owner)
     targets = v.domain.vcpus if scope_all else [v]
     for w in targets:
         if how == 1:

@@ -30,6 +30,7 @@ AD = 0x20 | 0x40
 
 def mod_l1_entry(
     xen: XenState,
+    l1mfn: int,
     words: memoryview,
     slot: int,
     nl1e: int,
@@ -40,21 +41,26 @@ def mod_l1_entry(
 ) -> None:
     """Set entry ``slot`` of a validated L1 to ``nl1e`` (mm.c ``mod_l1_entry``).
 
-    ``pt_dom`` owns the L1; ``pg_dom`` is FD, the expected owner of the mapped
-    frame. With ``preserve_ad`` the A/D bits already in the slot are kept
+    ``words`` is frame ``l1mfn`` as 64-bit words; ``pt_dom`` owns the L1;
+    ``pg_dom`` is FD, the expected owner of the mapped frame. With
+    ``preserve_ad`` the A/D bits already in the slot are kept
     (``MMU_PT_UPDATE_PRESERVE_AD``). Trapped writes pass ``fastpath=False``.
     """
     ol1e = words[slot]
     if nl1e & P:
-        if fastpath and not (ol1e ^ nl1e) & xen.fast_l1:
+        try:
             if nl1e & pt_dom.l1_mask:
                 raise GuestError(
                     "entry.disallowed-flags",
                     f"L1 entry {nl1e:#x} carries disallowed flag bits {nl1e & pt_dom.l1_mask:#x}",
                 )
-            words[slot] = nl1e | (ol1e & AD) if preserve_ad else nl1e
-            return
-        get_page_from_l1e(xen, nl1e, pt_dom, pg_dom)
+            if fastpath and not (ol1e ^ nl1e) & xen.fast_l1:
+                words[slot] = nl1e | (ol1e & AD) if preserve_ad else nl1e
+                return
+            get_page_from_l1e(xen, nl1e, pt_dom, pg_dom)
+        except GuestError as err:
+            err.entry = (1, l1mfn, slot)
+            raise
     words[slot] = nl1e | (ol1e & AD) if preserve_ad else nl1e
     if ol1e & P:
         put_page_from_l1e(xen, ol1e, pt_dom)
@@ -80,6 +86,26 @@ def mod_upper_entry(
         raise GuestError("l2.pae-xen-slot", f"slot {slot} of PAE Xen L2 mfn {c_mfn:#x}")
     words = xen.mem.words(c_mfn)
     oe = words[slot]
+    try:
+        ne = _take_upper(xen, level, c_mfn, c_pg, slot, oe, ne, d)
+    except GuestError as err:
+        if err.entry is None:
+            err.entry = (level, c_mfn, slot)
+        raise
+    if ne < 0:  # fast path: no reference changes
+        ne = ~ne
+        words[slot] = ne | (oe & AD) if preserve_ad else ne
+        return
+    words[slot] = ne | (oe & AD) if preserve_ad else ne
+    if oe & P:
+        put_page_from_lne(xen, oe, c_mfn, c_pg)
+
+
+def _take_upper(
+    xen: XenState, level: int, c_mfn: int, c_pg: PageInfo, slot: int, oe: int, ne: int, d: PvDomain
+) -> int:
+    """Check ``ne`` and take its references; return the value to store, or its
+    bitwise complement (negative) when the fast path applies and nothing was taken."""
     if ne & P:
         mask = disallow_mask(level, d)
         if ne & mask:
@@ -89,9 +115,6 @@ def mod_upper_entry(
             )
         ne = adjust_entry(level, ne, d)
         if not (oe ^ ne) & xen.fast_upper:
-            words[slot] = ne | (oe & AD) if preserve_ad else ne
-            return
+            return ~ne
         get_page_from_lne(xen, ne, level, c_mfn, c_pg, d, slot)
-    words[slot] = ne | (oe & AD) if preserve_ad else ne
-    if oe & P:
-        put_page_from_lne(xen, oe, c_mfn, c_pg)
+    return ne

@@ -49,7 +49,7 @@ def ptwr_emulate(xen: XenState, v: PvVcpu, va: int, value: int, size: int) -> st
     new = (old & ~mask) | (value << shift)
     clock = xen.tracer.clock
     try:
-        mod_l1_entry(xen, words, slot, new, d, d, fastpath=False)
+        mod_l1_entry(xen, t.mfn, words, slot, new, d, d, fastpath=False)
     except GuestError as err:
         xen.tracer.emit(
             TrappedWriteRecord(

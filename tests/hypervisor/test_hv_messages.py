@@ -153,11 +153,6 @@ def test_mapping_a_page_table_rw_names_the_table_and_its_level(world: World) -> 
     assert_teaches(err, f"mfn {world.P:#x}", "L1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hypervisor gap: an L1 update refused by get_page_from_l1e does not say which "
-    "L1 frame and slot it was writing (only the mapped frame)",
-)
 def test_refused_l1_update_names_the_entry_being_written(world: World) -> None:
     world.a.pin(1, world.P)
     l1, slot = world.a.l1_slot(world.w(0))

@@ -411,12 +411,6 @@ def test_pre_4_8_fast_path_lets_guest_flip_rw_on_linear_l4_entry_xsa_182() -> No
 # -- single stores are single instructions ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hypervisor bug: VCpu.store is VCpu.write, which splits a misaligned 8-byte store "
-    "into naturally aligned pieces and emulates each; spec 5 says the store must be naturally "
-    "aligned, otherwise the #PF is delivered",
-)
 def test_misaligned_store_into_read_only_l1_is_not_emulated(world: World) -> None:
     va = pinned_l1_mapped_read_only(world)
     before = snapshot(world.xen)
@@ -426,11 +420,6 @@ def test_misaligned_store_into_read_only_l1_is_not_emulated(world: World) -> Non
     assert world.xen.stats().trapped_writes == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hypervisor bug: a page-crossing VCpu.store that faults on the second page has "
-    "already written its first bytes; an x86 store that faults has no effect",
-)
 def test_page_crossing_store_that_faults_writes_nothing(world: World) -> None:
     w = world.w(0)
     world.a.map_at(w, world.S, Pr | RW)  # w(1) stays unmapped
