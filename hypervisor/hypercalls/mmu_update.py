@@ -79,50 +79,43 @@ def do_mmu_update(xen: XenState, v: PvVcpu, reqs: Any, foreigndom: Any = DOMID_S
     return len(reqs)
 
 
-def _read(r: object) -> tuple[int, int]:
-    """One request as ``(ptr, val)``; the common well-formed record inline."""
-    if type(r) is MmuUpdate:
-        ptr, val = r.ptr, r.val
-        if type(ptr) is int and type(val) is int and 0 <= ptr < U64 and 0 <= val < U64:
-            return ptr, val
-    return mmu_request(r)
-
-
 def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
     """Apply the requests in order; a refusal carries its index as ``done``.
 
     Consecutive requests into the same live L1 -- the common batch -- skip the
     frame lookup: the frame's metadata object is remembered and its state
-    (in use, still an L1) re-read for every request.
+    (still an L1 in use) re-read for every request. Frames on an owner's
+    allocation list are never freed, so the remembered object stays valid.
     """
     last_mfn: int = -1
     last_pg: PageInfo | None = None
     last_words: memoryview | None = None
+    pt_owner, pg_owner, denied = batch.pt_owner, batch.pg_owner, batch.denied
     i = 0
     try:
         for i, r in enumerate(reqs):  # noqa: B007 -- i is read in the handler
-            ptr, val = _read(r)
-            if batch.denied:
-                raise GuestError(
-                    "foreigndom.not-privileged",
-                    f"d{batch.caller.domid} may not update d{batch.pg_owner.domid}"
-                    if batch.pg_owner is not batch.caller
-                    else f"d{batch.caller.domid} may not update d{batch.pt_owner.domid}'s tables",
-                )
-            cmd = ptr & 7
+            if type(r) is MmuUpdate:  # the common, well-formed request, read inline
+                ptr, val = r.ptr, r.val
+                if not (
+                    type(ptr) is int and type(val) is int and 0 <= ptr < U64 and 0 <= val < U64
+                ):
+                    ptr, val = mmu_request(r)
+            else:
+                ptr, val = mmu_request(r)
+            if denied:
+                raise _xsm_refusal(batch)
             mfn = ptr >> 12
             if (
-                cmd == 0
-                and mfn == last_mfn
+                mfn == last_mfn
+                and not ptr & 7
                 and last_pg is not None
                 and last_words is not None
-                and last_pg.count
                 and last_pg.type is L1
                 and last_pg.type_count
             ):
-                slot = (ptr & 0xFF8) >> 3
-                mod_l1_entry(xen, mfn, last_words, slot, val, batch.pt_owner, batch.pg_owner)
+                mod_l1_entry(xen, mfn, last_words, (ptr & 0xFF8) >> 3, val, pt_owner, pg_owner)
                 continue
+            cmd = ptr & 7
             if cmd in (0, 2, 3):
                 pg = _normal_update(xen, ptr, val, batch, cmd == 2)
                 if pg.type is L1 and pg.type_count:
@@ -134,6 +127,18 @@ def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
     except GuestError as err:
         err.done = i
         raise
+
+
+def _xsm_refusal(batch: _Batch) -> GuestError:
+    """XSM: an unprivileged caller named another domain (checked per request)."""
+    caller = batch.caller.domid
+    if batch.pg_owner is not batch.caller:
+        return GuestError(
+            "foreigndom.not-privileged", f"d{caller} may not update d{batch.pg_owner.domid}"
+        )
+    return GuestError(
+        "foreigndom.not-privileged", f"d{caller} may not update d{batch.pt_owner.domid}'s tables"
+    )
 
 
 def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad: bool) -> PageInfo:
