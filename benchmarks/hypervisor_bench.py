@@ -163,7 +163,9 @@ def hwm_kib():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
 """
-_CREATE = _HWM + """
+_CREATE = (
+    _HWM
+    + """
 import time, json
 t0 = time.perf_counter()
 from hypervisor import Hypervisor
@@ -173,10 +175,14 @@ dom = xen.create_domain(nr_pages=4096)
 t2 = time.perf_counter()
 print(json.dumps({"seconds": t2 - t1, "maxrss_kib": hwm_kib()}))
 """
-_BARE = _HWM + """
+)
+_BARE = (
+    _HWM
+    + """
 import json
 print(json.dumps({"maxrss_kib": hwm_kib()}))
 """
+)
 
 
 def bench_create_machine() -> list[Row]:
