@@ -28,7 +28,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
 demo: $(STAMP)
-	$(BIN)/python -m hypervisor.render.demo
+	$(BIN)/python -m minikern demo
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -18,6 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_PACKAGES = ("hypervisor", "minikern")
+CLI_LAYER = ("minikern/cli.py", "minikern/demo.py", "minikern/__main__.py")
+"""The cli layer of architecture.md, kept inside the minikern package: it may
+import the whole hypervisor, draw with rich, print and seed a random workload."""
+CLI_MODULES = ("minikern.cli", "minikern.demo", "minikern.__main__")
 
 
 @attrs.frozen
@@ -121,6 +125,11 @@ def violations(files: list[Path], forbidden: tuple[str, ...], allowed: tuple[str
     return "\n".join(bad)
 
 
+def core_files(package: str) -> list[Path]:
+    """The files of ``package`` without the cli layer."""
+    return [p for p in package_files(package) if str(p.relative_to(ROOT)) not in CLI_LAYER]
+
+
 def assert_inspected(package: str, files: list[Path]) -> None:
     """A test governing an existing package must have looked at some of its files."""
     if (ROOT / package).is_dir():
@@ -135,7 +144,7 @@ def under(package: str, sub: str) -> list[Path]:
 
 
 def test_minikern_sees_only_the_abi_of_the_hypervisor() -> None:
-    files = [p for p in package_files("minikern") if p.name != "toolstack.py"]
+    files = [p for p in core_files("minikern") if p.name != "toolstack.py"]
     assert_inspected("minikern", package_files("minikern"))
     bad = violations(files, forbidden=("hypervisor",), allowed=("hypervisor.abi",))
     assert not bad, f"minikern may import only hypervisor.abi from the hypervisor:\n{bad}"
@@ -173,6 +182,20 @@ def test_only_render_imports_rich() -> None:
     assert not bad, f"only hypervisor/render* may import rich or hypervisor.render:\n{bad}"
 
 
+def test_minikern_core_does_not_draw() -> None:
+    files = core_files("minikern")
+    assert_inspected("minikern", files)
+    bad = violations(files, forbidden=("rich",))
+    assert not bad, f"only minikern's cli layer may import rich:\n{bad}"
+
+
+def test_minikern_core_does_not_depend_on_the_cli_layer() -> None:
+    files = core_files("minikern")
+    assert_inspected("minikern", files)
+    bad = violations(files, forbidden=CLI_MODULES)
+    assert not bad, f"the cli layer sits on top of minikern; the core must not import it:\n{bad}"
+
+
 @pytest.mark.parametrize("package", CORE_PACKAGES)
 def test_core_does_not_import_lessons(package: str) -> None:
     files = package_files(package)
@@ -195,7 +218,7 @@ def _print_calls(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("package", CORE_PACKAGES)
 def test_core_never_prints(package: str) -> None:
-    files = package_files(package)
+    files = core_files(package)
     assert_inspected(package, files)
     bad = "\n".join(line for path in files for line in _print_calls(path))
     assert not bad, f"{package} must not print (everything leaves through the tracer):\n{bad}"
@@ -203,7 +226,7 @@ def test_core_never_prints(package: str) -> None:
 
 @pytest.mark.parametrize("package", CORE_PACKAGES)
 def test_core_has_no_clock_or_unseeded_randomness(package: str) -> None:
-    files = package_files(package)
+    files = core_files(package)
     assert_inspected(package, files)
     bad = violations(files, forbidden=("time", "datetime", "random"))
     assert not bad, f"{package} must not read the clock or use unseeded randomness:\n{bad}"

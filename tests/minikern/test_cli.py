@@ -1,0 +1,112 @@
+"""The ``minikern`` command: the demo, the trace export, seeds and bad arguments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minikern import cli, demo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _trace(tmp_path: Path, seed: int, name: str) -> bytes:
+    out = tmp_path / name
+    assert cli.main(["trace", "--out", str(out), "--seed", str(seed)]) == 0
+    return out.read_bytes()
+
+
+def test_demo_ends_with_zero_violations_and_zero_frames_leaked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = cli.main(["demo", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "audit: 0 violations, 0 frames leaked" in out
+
+
+def test_demo_draws_one_fork_a_tree_two_maps_and_both_fork_styles(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cli.main(["demo"])
+    out = capsys.readouterr().out
+    assert "1. the kernel enters Xen once" in out
+    assert "MMUEXT_PIN_L4_TABLE" in out
+    assert "(its user L4)" in out
+    assert out.count("memory map: ") == 2
+    assert " batched " in out
+    assert " linux " in out
+
+
+def test_python_dash_m_minikern_runs_the_demo() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "minikern", "demo", "--seed", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "0 violations, 0 frames leaked" in done.stdout
+
+
+def test_trace_writes_json_lines_whose_hypercalls_match_xens_trace(tmp_path: Path) -> None:
+    lines = _trace(tmp_path, 5, "t.jsonl").decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    written = [(r["clock"], r["op"], r["result"]) for r in records if r["kind"] == "hypercall"]
+    xen = demo.run_workload(5).xen
+    assert written == [(r.clock, r.op, r.result) for r in xen.trace.hypercalls()]
+    assert len(records) == len(xen.trace)
+
+
+def test_same_seed_gives_a_byte_identical_trace(tmp_path: Path) -> None:
+    assert _trace(tmp_path, 11, "a.jsonl") == _trace(tmp_path, 11, "b.jsonl")
+
+
+def test_different_seeds_give_different_traces(tmp_path: Path) -> None:
+    assert _trace(tmp_path, 11, "a.jsonl") != _trace(tmp_path, 12, "b.jsonl")
+
+
+def test_trace_to_an_unwritable_path_exits_1(tmp_path: Path) -> None:
+    assert cli.main(["trace", "--out", str(tmp_path / "no" / "such" / "dir.jsonl")]) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["bogus"], ["demo", "--seed", "x"], ["trace"], ["demo", "--out", "f"]],
+    ids=["no-command", "unknown-command", "seed-not-int", "trace-without-out", "demo-with-out"],
+)
+def test_bad_arguments_exit_with_status_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("style", ["batched", "linux"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_workload_leaves_nothing_behind_and_keeps_init_isolated(style: str, seed: int) -> None:
+    run = demo.run_workload(seed, style)
+    assert run.leaked() == 0
+    assert run.xen.audit() == []
+    assert run.isolated
+
+
+def test_only_the_linux_fork_traps_a_write_per_writable_page_of_init() -> None:
+    pages = demo.plan(4).pages
+    batched = demo.run_workload(4, "batched").forks[0]
+    linux = demo.run_workload(4, "linux").forks[0]
+    assert (batched.trapped_writes, linux.trapped_writes) == (0, pages)
+
+
+def test_every_hypercall_of_a_fork_gets_a_phase_caption() -> None:
+    fork = demo.run_workload(0).forks[0]
+    groups = demo.phase_groups(fork.records)
+    captioned = [
+        rec for caption, recs in groups for rec in recs if caption in demo.CAPTIONS.values()
+    ]
+    assert len(captioned) == sum(rec.kind == "hypercall" for rec in fork.records) > 1
