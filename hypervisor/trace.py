@@ -17,9 +17,11 @@ import attrs
 
 __all__ = [
     "FlushRecord",
+    "from_jsonl",
     "HypercallRecord",
     "PageFaultRecord",
     "Record",
+    "StoreRecord",
     "Tracer",
     "TrappedWriteRecord",
 ]
@@ -61,6 +63,23 @@ class TrappedWriteRecord:
 
 
 @attrs.frozen
+class StoreRecord:
+    """A guest write to memory (recorded only with ``Tracer.record_stores``),
+    so that a run which fills tables with plain stores can be replayed."""
+
+    clock: int
+    domid: int
+    vcpu: int
+    va: int
+    data: str
+    """The bytes written, in hex."""
+    user: bool
+    op: str = "write"
+    """``"store"`` (one access of 1-8 bytes) or ``"write"`` (a byte run)."""
+    kind: str = "store"
+
+
+@attrs.frozen
 class PageFaultRecord:
     """A page fault delivered to the guest."""
 
@@ -86,7 +105,7 @@ class FlushRecord:
     kind: str = "tlb_flush"
 
 
-Record = HypercallRecord | TrappedWriteRecord | PageFaultRecord | FlushRecord
+Record = HypercallRecord | TrappedWriteRecord | PageFaultRecord | FlushRecord | StoreRecord
 Listener = Callable[[Record], None]
 
 
@@ -97,6 +116,8 @@ class Tracer:
         self.clock = 0
         self.records: list[Record] = []
         self.enabled = True
+        self.record_stores = False
+        """Also record every guest write (off by default: it is every store)."""
         self._listeners: list[Listener] = []
 
     def tick(self) -> int:
@@ -126,11 +147,44 @@ class Tracer:
         return [r for r in self.records if isinstance(r, HypercallRecord)]
 
     def to_jsonl(self) -> str:
-        """The whole trace, one JSON object per line."""
-        return "".join(json.dumps(_jsonable(attrs.asdict(r))) + "\n" for r in self.records)
+        """The whole trace, one JSON object per line (request records become
+        lists of their fields, so :func:`from_jsonl` gives replayable args)."""
+        return "".join(json.dumps(_jsonable(_fields(r))) + "\n" for r in self.records)
+
+
+_KINDS: dict[str, type[Any]] = {
+    "hypercall": HypercallRecord,
+    "trapped_write": TrappedWriteRecord,
+    "page_fault": PageFaultRecord,
+    "tlb_flush": FlushRecord,
+    "store": StoreRecord,
+}
+
+
+def _fields(record: Record) -> dict[str, Any]:
+    return {f.name: getattr(record, f.name) for f in attrs.fields(type(record))}
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def from_jsonl(text: str) -> list[Record]:
+    """Records back from :meth:`Tracer.to_jsonl` output."""
+    out: list[Record] = []
+    for line in text.splitlines():
+        if line.strip():
+            data = json.loads(line)
+            cls = _KINDS[data["kind"]]
+            if cls is HypercallRecord:
+                data["args"] = _tupled(data["args"])
+            out.append(cls(**data))
+    return out
 
 
 def _jsonable(value: Any) -> Any:
+    if attrs.has(type(value)):  # a request record: its fields, in order
+        return [_jsonable(getattr(value, f.name)) for f in attrs.fields(type(value))]
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -15,7 +15,7 @@ from hypervisor.hypercalls.common import guest_va_ok
 from hypervisor.mm.domain import PvVcpu
 from hypervisor.mm.ptwr import ptwr_emulate
 from hypervisor.mm.state import XenState
-from hypervisor.trace import PageFaultRecord
+from hypervisor.trace import PageFaultRecord, StoreRecord
 
 __all__ = ["VCpu"]
 
@@ -116,6 +116,7 @@ class VCpu:
         if type(value) is not int or not 0 <= value < 1 << (8 * size):
             raise ValueError(f"{value!r} does not fit in {size} bytes")
         data = value.to_bytes(size, "little")
+        self._record_store(va, data, "store")
         if type(va) is int and (va & 0xFFF) + size > 4096:
             # One access: both pages are translated before any byte is written.
             first = self._translate(va, write=True)
@@ -134,6 +135,16 @@ class VCpu:
                 raise self._fault(va, f.error_code, why) from None
             return
         self._poke(mfn, va & 0xFFF, data)
+
+    def _record_store(self, va: int, data: bytes, op: str) -> None:
+        tracer = self._xen.tracer
+        if tracer.record_stores:
+            v = self._v
+            tracer.emit(
+                StoreRecord(
+                    tracer.clock, v.domain.domid, v.vcpu_id, va, data.hex(), v.in_user_mode, op
+                )
+            )
 
     def _poke(self, mfn: int, offset: int, data: bytes) -> None:
         """Raw bytes into a frame (writes to non-RAM frames are dropped)."""
@@ -158,6 +169,7 @@ class VCpu:
     def write(self, va: int, data: bytes) -> None:
         """Write ``data`` at ``va`` (may cross pages)."""
         data = bytes(data)
+        self._record_store(va, data, "write")
         pos = 0
         while pos < len(data):
             off = va & 0xFFF

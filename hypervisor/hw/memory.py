@@ -67,6 +67,14 @@ class Memory:
         else:
             self.page(dst)[:] = page
 
+    def __deepcopy__(self, memo: dict[int, object]) -> Memory:
+        """A snapshot (memoryviews cannot be copied; the bytes can)."""
+        clone = Memory(self.total_frames)
+        for mfn, page in self._pages.items():
+            clone.page(mfn)[:] = page
+        memo[id(self)] = clone
+        return clone
+
     def resident_frames(self) -> int:
         """How many frames hold real bytes."""
         return len(self._pages)
