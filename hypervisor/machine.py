@@ -9,6 +9,7 @@ import attrs
 from hypervisor import abi
 from hypervisor.builder import build_domain
 from hypervisor.config import Config
+from hypervisor.hypercalls import TABLE
 from hypervisor.mm.audit import Violation, audit
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import FrameInfo, PageInfo, PageType
@@ -146,14 +147,7 @@ class Hypervisor:
 
     def stats(self) -> Stats:
         s = self._xen.stats
-        names = (
-            "mmu_update",
-            "mmuext_op",
-            "update_va_mapping",
-            "update_va_mapping_otherdomain",
-            "vm_assist",
-            "multicall",
-        )
+        names = [spec.name for spec in TABLE.values()]
         return Stats(
             hypercalls={n: s[n] for n in names if s[n]},
             total_hypercalls=s["hypercalls"],
