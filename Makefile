@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PKGS   := hypervisor minikern
 LINTED := hypervisor minikern lessons tests benchmarks
 
-.PHONY: test lint typecheck pytest demo bench docs clean
+.PHONY: test lint typecheck pytest demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,10 +32,6 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
-
-docs: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[docs]'
-	$(BIN)/sphinx-build -q -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache docs/_build
