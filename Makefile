@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PKGS   := hypervisor minikern
-LINTED := hypervisor minikern lessons tests benchmarks
+LINTED := $(wildcard hypervisor minikern lessons tests benchmarks)
 
 .PHONY: test lint typecheck pytest demo bench clean
 
