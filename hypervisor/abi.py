@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import errno as _errno
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NewType, Protocol
 
@@ -321,10 +321,3 @@ def pte_mfn(entry: int) -> int:
 def make_pte(mfn: int, flags: int) -> int:
     """An entry mapping ``mfn`` with ``flags`` (``Pte`` bits, NX included)."""
     return (mfn << PAGE_SHIFT) | flags
-
-
-def iter_pte_flags(entry: int) -> Iterator[Pte]:
-    """The named flags set in ``entry``, lowest first."""
-    for flag in Pte:
-        if entry & flag and flag is not Pte.AVAIL:
-            yield flag

@@ -12,12 +12,14 @@ how a trace that was edited, or produced by a tampered simulator, shows up.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 
 import attrs
 
 from hypervisor.errors import HypercallError, PageFault
 from hypervisor.machine import Hypervisor
 from hypervisor.trace import HypercallRecord, Record, StoreRecord
+from hypervisor.vcpu import VCpu
 
 __all__ = ["Divergence", "replay"]
 
@@ -49,14 +51,16 @@ def replay(records: Iterable[Record], xen: Hypervisor) -> list[Divergence]:
     return out
 
 
+def _mode(vcpu: VCpu, user: bool) -> AbstractContextManager[None]:
+    """User mode if the recorded step ran there, else the kernel (no change)."""
+    return vcpu.user_mode() if user else nullcontext()
+
+
 def _replay_call(xen: Hypervisor, rec: HypercallRecord) -> str:
     vcpu = xen.domains[rec.domid].vcpus[rec.vcpu]
     call = getattr(vcpu, rec.op)
     try:
-        if rec.rule == "hypercall.user-mode":
-            with vcpu.user_mode():
-                call(*rec.args)
-        else:
+        with _mode(vcpu, rec.rule == "hypercall.user-mode"):
             call(*rec.args)
     except HypercallError as exc:
         return _outcome(-int(exc.errno or 0), exc.done, exc.rule)
@@ -67,17 +71,11 @@ def _replay_store(xen: Hypervisor, rec: StoreRecord) -> None:
     vcpu = xen.domains[rec.domid].vcpus[rec.vcpu]
     data = bytes.fromhex(rec.data)
 
-    def access() -> None:
-        if rec.op == "store":
-            vcpu.store(rec.va, int.from_bytes(data, "little"), len(data))
-        else:
-            vcpu.write(rec.va, data)
-
     try:
-        if rec.user:
-            with vcpu.user_mode():
-                access()
-        else:
-            access()
+        with _mode(vcpu, rec.user):
+            if rec.op == "store":
+                vcpu.store(rec.va, int.from_bytes(data, "little"), len(data))
+            else:
+                vcpu.write(rec.va, data)
     except PageFault:
         pass  # the original store faulted too (or the divergence shows later)

@@ -120,7 +120,7 @@ class VCpu:
         if type(va) is int and (va & 0xFFF) + size > 4096:
             # One access: both pages are translated before any byte is written.
             first = self._translate(va, write=True)
-            second = self._translate(va + size - (va + size) % 4096, write=True)
+            second = self._translate((va | 0xFFF) + 1, write=True)
             split = 4096 - (va & 0xFFF)
             self._poke(first, va & 0xFFF, data[:split])
             self._poke(second, 0, data[split:])

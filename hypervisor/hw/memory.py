@@ -74,7 +74,3 @@ class Memory:
             clone.page(mfn)[:] = page
         memo[id(self)] = clone
         return clone
-
-    def resident_frames(self) -> int:
-        """How many frames hold real bytes."""
-        return len(self._pages)

@@ -33,12 +33,6 @@ class Tlb:
         self.entries: dict[tuple[int, int], TlbEntry] = {}
         self.flushes = 0
 
-    def lookup(self, root: int, vpn: int) -> TlbEntry | None:
-        return self.entries.get((root, vpn))
-
-    def fill(self, root: int, vpn: int, entry: TlbEntry) -> None:
-        self.entries[(root, vpn)] = entry
-
     def flush_all(self) -> None:
         """Forget every translation (a CR3 load or a full flush)."""
         self.entries.clear()

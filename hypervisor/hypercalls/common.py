@@ -12,7 +12,7 @@ from hypervisor.abi import (
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo
-from hypervisor.mm.state import IO_FRAMES, XenState
+from hypervisor.mm.state import XenState
 
 __all__ = ["get_pg_owner", "guest_va_ok", "ram_page"]
 
@@ -36,9 +36,7 @@ def get_pg_owner(xen: XenState, d: PvDomain, domid: int) -> PvDomain:
 
 def ram_page(xen: XenState, mfn: int) -> PageInfo | None:
     """The metadata of an ordinary RAM frame, or None (free, I/O or beyond memory)."""
-    if IO_FRAMES <= mfn < xen.total_frames:
-        return xen.frames.get(mfn)
-    return None
+    return None if xen.is_io(mfn) else xen.frames.get(mfn)
 
 
 def guest_va_ok(d: PvDomain, va: int) -> bool:

@@ -87,7 +87,7 @@ def audit(xen: XenState) -> list[Violation]:
         if pg.count == 0:
             out.append(Violation(mfn, "leak", f"{where}: count 0 but not freed"))
     for mfn in gc.keys() - frames.keys():
-        if gc[mfn] and IO_FRAMES <= mfn < xen.total_frames:
+        if gc[mfn] and not xen.is_io(mfn):
             out.append(Violation(mfn, "dangling", f"mfn {mfn:#x} is referenced but free"))
     out.extend(_tlb_violations(xen))
     return out
@@ -108,7 +108,7 @@ def _count_entries(
         for slot in range(512):
             e = words[slot]
             t = (e >> 12) & MFN40
-            if not e & P or not IO_FRAMES <= t < xen.total_frames:
+            if not e & P or xen.is_io(t):
                 continue
             gc[t] += 1
             if e & RW:

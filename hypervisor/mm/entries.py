@@ -13,6 +13,7 @@ from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo
 from hypervisor.mm.l1 import get_page_from_l1e, put_page_from_l1e
+from hypervisor.mm.refs import flags_error
 from hypervisor.mm.state import XenState
 from hypervisor.mm.upper import (
     PAE_FIRST_XEN_L2_SLOT,
@@ -50,10 +51,7 @@ def mod_l1_entry(
     if nl1e & P:
         try:
             if nl1e & pt_dom.l1_mask:
-                raise GuestError(
-                    "entry.disallowed-flags",
-                    f"L1 entry {nl1e:#x} carries disallowed flag bits {nl1e & pt_dom.l1_mask:#x}",
-                )
+                raise flags_error(nl1e, pt_dom.l1_mask, 1)
             if fastpath and not (ol1e ^ nl1e) & xen.fast_l1:
                 words[slot] = nl1e | (ol1e & AD) if preserve_ad else nl1e
                 return
@@ -109,10 +107,7 @@ def _take_upper(
     if ne & P:
         mask = disallow_mask(level, d)
         if ne & mask:
-            raise GuestError(
-                "entry.disallowed-flags",
-                f"L{level} entry {ne:#x} carries disallowed flag bits {ne & mask:#x}",
-            )
+            raise flags_error(ne, mask, level)
         ne = adjust_entry(level, ne, d)
         if not (oe ^ ne) & xen.fast_upper:
             return ~ne

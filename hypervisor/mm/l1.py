@@ -13,7 +13,7 @@ from hypervisor.abi import DOMID_IO, INVALID_MFN
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo, PageType
-from hypervisor.mm.refs import DEMOTE, PROMOTE, describe, get_page_type, registers
+from hypervisor.mm.refs import DEMOTE, PROMOTE, describe, flags_error, get_page_type, registers
 from hypervisor.mm.state import IO_FRAMES, XenState
 from hypervisor.rules import L1_CACHE_ATTRS
 
@@ -27,14 +27,6 @@ WRITABLE = PageType.WRITABLE
 def l1_disallow_mask(d: PvDomain) -> int:
     """Flags refused in ``d``'s L1s (mm.c ``l1_disallow_mask``)."""
     return d.l1_mask
-
-
-def _flags_error(e: int, mask: int, level: int) -> GuestError:
-    bad = e & mask
-    return GuestError(
-        "entry.disallowed-flags",
-        f"L{level} entry {e:#x} carries disallowed flag bits {bad:#x}",
-    )
 
 
 def _get_io(xen: XenState, mfn: int, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
@@ -84,8 +76,8 @@ def _get_page_from_l1e_checked(
 ) -> None:
     """Every check of ``get_page_from_l1e``, in Xen's order."""
     if e & l1_owner.l1_mask:
-        raise _flags_error(e, l1_owner.l1_mask, 1)
-    if mfn < IO_FRAMES or mfn >= xen.total_frames:
+        raise flags_error(e, l1_owner.l1_mask, 1)
+    if xen.is_io(mfn):
         _get_io(xen, mfn, l1_owner, pg_owner)
         return
     if pg is None or pg.count == 0:

@@ -21,6 +21,7 @@ __all__ = [
     "PROMOTE",
     "describe",
     "find_writable_mappings",
+    "flags_error",
     "get_page",
     "get_page_type",
     "put_page",
@@ -79,6 +80,14 @@ def describe(pg: PageInfo) -> str:
     }
     extra = " (PAE Xen L2)" if pg.pae_xen_l2 else ""
     return f"{names[pg.type]}{extra} (type count {pg.type_count})"
+
+
+def flags_error(e: int, mask: int, level: int) -> GuestError:
+    """The refusal of a present entry carrying flags its level disallows."""
+    return GuestError(
+        "entry.disallowed-flags",
+        f"L{level} entry {e:#x} carries disallowed flag bits {e & mask:#x}",
+    )
 
 
 def find_writable_mappings(xen: XenState, mfn: int) -> list[tuple[int, int]]:

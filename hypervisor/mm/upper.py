@@ -18,6 +18,7 @@ from hypervisor.mm.refs import (
     DEMOTE,
     PROMOTE,
     describe,
+    flags_error,
     get_page,
     get_page_type,
     put_page,
@@ -94,12 +95,9 @@ def get_page_from_lne(
     ``c_mfn`` (mm.c ``get_page_from_l2e/l3e/l4e``)."""
     mask = disallow_mask(level, d)
     if e & mask:
-        raise GuestError(
-            "entry.disallowed-flags",
-            f"L{level} entry {e:#x} carries disallowed flag bits {e & mask:#x}",
-        )
+        raise flags_error(e, mask, level)
     t_mfn = (e >> 12) & MFN40
-    pg = xen.frames.get(t_mfn) if IO_FRAMES <= t_mfn < xen.total_frames else None
+    pg = None if xen.is_io(t_mfn) else xen.frames.get(t_mfn)
     if not get_page(pg, d.domid):
         raise GuestError("entry.target-not-owned", f"{_target_text(t_mfn, pg)}, not d{d.domid}'s")
     assert pg is not None
