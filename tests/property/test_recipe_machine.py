@@ -38,15 +38,15 @@ from __future__ import annotations
 
 import errno as E  # noqa: N812 -- reads like the C names
 import itertools
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis_profiles import machine_settings
 
 from hypervisor import Domain, HypercallError, Hypervisor, PageFault, PageType, abi
 from hypervisor.hypercalls.update_va_mapping import guest_l1e
@@ -54,21 +54,7 @@ from hypervisor.rules import RULES
 
 pytestmark = pytest.mark.property
 
-_PROFILES = {
-    "default": settings(
-        max_examples=50,
-        stateful_step_count=40,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    ),
-    "long": settings(
-        max_examples=400,
-        stateful_step_count=100,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    ),
-}
-SETTINGS = _PROFILES.get(os.environ.get("HYPOTHESIS_PROFILE", "default"), _PROFILES["default"])
+SETTINGS = machine_settings(default=(50, 40), long=(400, 100))
 
 TOTAL_FRAMES = 2048
 DOMAIN_SPECS: tuple[dict[str, Any], ...] = (
