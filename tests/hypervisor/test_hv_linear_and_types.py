@@ -23,7 +23,7 @@ from hvworld import (
     pte,
 )
 
-from hypervisor import Config, Hypervisor, PageFault, abi
+from hypervisor import Config, HypercallError, Hypervisor, PageFault, PageType, abi
 
 S_SLOT, T_SLOT, M_SLOT = 5, 9, 7
 
@@ -143,3 +143,28 @@ def test_type_change_drops_other_domains_stale_writable_translations(world: Worl
         world.dom0.vcpu.store(w0, pte(world.X, Pr | RW))
     assert entry(world.xen, world.X, 0) == 0
     audit_clean(world.xen)
+
+
+def test_failed_pin_validation_keeps_counts_and_resets_an_unused_type_word() -> None:
+    """Spec 2.4 (mm.c:2660-2667): a validation failure leaves the frame untyped
+    (NONE, not validated, count 0) -- even one that was writable with count 0 --
+    and every count exactly as before."""
+    xen = Hypervisor(total_frames=2048)
+    dom = xen.create_domain(500)
+    vcpu = dom.vcpus[0]
+    si = dom.start_info
+    pfn = (si.pt_base - si.virt_base) // 4096 + si.nr_pt_frames  # the first free page
+    frame, va = dom.initial_p2m[pfn], si.virt_base + pfn * 4096
+    vcpu.store(va, frame << 12 | abi._PAGE_PRESENT | abi._PAGE_RW)  # as an L1: maps itself RW
+    vcpu.update_va_mapping(va, 0, abi.UVMF_INVLPG)  # its last writable mapping goes
+    before = xen.frame(frame)
+    assert (before.type, before.type_count, before.validated) == (PageType.WRITABLE, 0, True)
+
+    with pytest.raises(HypercallError) as refused:
+        vcpu.mmuext_op([abi.MmuExtOp(abi.MMUEXT_PIN_L1_TABLE, frame)])
+
+    after = xen.frame(frame)
+    assert (refused.value.errno, refused.value.done) == (errno.EBUSY, 0)
+    assert (after.count, after.type_count, after.pinned) == (before.count, 0, False)
+    assert (after.type, after.validated) == (PageType.NONE, False)
+    assert xen.audit() == []
