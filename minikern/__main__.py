@@ -1,4 +1,4 @@
-"""``python -m minikern``: the command line (see ``minikern.cli``)."""
+"""``python -m minikern``: the command line (the ``minikern.cli`` package)."""
 
 from __future__ import annotations
 

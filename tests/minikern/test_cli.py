@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from minikern import cli, demo
+from minikern import cli
+from minikern.cli import demo, workload
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +60,7 @@ def test_trace_writes_json_lines_whose_hypercalls_match_xens_trace(tmp_path: Pat
     lines = _trace(tmp_path, 5, "t.jsonl").decode().splitlines()
     records = [json.loads(line) for line in lines]
     written = [(r["clock"], r["op"], r["result"]) for r in records if r["kind"] == "hypercall"]
-    xen = demo.run_workload(5).xen
+    xen = workload.run_workload(5).xen
     assert written == [(r.clock, r.op, r.result) for r in xen.trace.hypercalls()]
     assert len(records) == len(xen.trace)
 
@@ -90,21 +91,21 @@ def test_bad_arguments_exit_with_status_2(argv: list[str]) -> None:
 @pytest.mark.parametrize("style", ["batched", "linux"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_workload_leaves_nothing_behind_and_keeps_init_isolated(style: str, seed: int) -> None:
-    run = demo.run_workload(seed, style)
+    run = workload.run_workload(seed, style)
     assert run.leaked() == 0
     assert run.xen.audit() == []
     assert run.isolated
 
 
 def test_only_the_linux_fork_traps_a_write_per_writable_page_of_init() -> None:
-    pages = demo.plan(4).pages
-    batched = demo.run_workload(4, "batched").forks[0]
-    linux = demo.run_workload(4, "linux").forks[0]
+    pages = workload.plan(4).pages
+    batched = workload.run_workload(4, "batched").forks[0]
+    linux = workload.run_workload(4, "linux").forks[0]
     assert (batched.trapped_writes, linux.trapped_writes) == (0, pages)
 
 
 def test_every_hypercall_of_a_fork_gets_a_phase_caption() -> None:
-    fork = demo.run_workload(0).forks[0]
+    fork = workload.run_workload(0).forks[0]
     groups = demo.phase_groups(fork.records)
     captioned = [
         rec for caption, recs in groups for rec in recs if caption in demo.CAPTIONS.values()

@@ -1,9 +1,10 @@
 """The ``minikern`` command: ``minikern demo`` and ``minikern trace --out FILE``.
 
-Both run the same workload (``minikern.demo.run_workload``), picked by
-``--seed``: the same seed gives the same run and a byte-identical trace.
-This is the cli layer of the architecture: it may draw and write files; the
-kernel under it does neither.
+Both run the same workload (``minikern.cli.workload.run_workload``), picked
+by ``--seed``: the same seed gives the same run and a byte-identical trace;
+``minikern.cli.demo`` draws it. This package is the cli layer of the
+architecture (cli -> lab -> minikern / hypervisor): it may draw, print and
+write files; nothing in the core imports it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from minikern import demo
+from minikern.cli import demo, workload
 
 __all__ = ["main", "parser"]
 
@@ -42,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
 def write_trace(seed: int, out: str) -> int:
     """Run the workload of ``seed`` and write its trace to ``out`` (a path, or
     ``-`` for stdout); returns the exit status (1 if the file cannot be written)."""
-    run = demo.run_workload(seed)
+    run = workload.run_workload(seed)
     text = run.xen.trace.to_jsonl()
     if out == "-":
         sys.stdout.write(text)
