@@ -15,7 +15,7 @@ import enum
 import errno as _errno
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NewType, Protocol
+from typing import Any, Final, NewType, Protocol
 
 import attrs
 
@@ -212,23 +212,29 @@ class Pte(enum.IntFlag):
     """No-execute."""
 
 
-_PAGE_PRESENT = 0x1
-_PAGE_RW = 0x2
-_PAGE_USER = 0x4
-_PAGE_PWT = 0x8
-_PAGE_PCD = 0x10
-_PAGE_ACCESSED = 0x20
-_PAGE_DIRTY = 0x40
-_PAGE_PSE = 0x80
-_PAGE_PAT = 0x80
-_PAGE_GLOBAL = 0x100
-_PAGE_AVAIL = 0xE00
-_PAGE_NX = 1 << 63
-_PAGE_AVAIL_HIGH = 0x7FF << 52
+# The same bits as plain ints with Xen's C names: the hypervisor and the guest
+# test entries with these (an ``IntFlag`` operation costs a method call).
+_PAGE_PRESENT: Final = int(Pte.PRESENT)
+_PAGE_RW: Final = int(Pte.RW)
+_PAGE_USER: Final = int(Pte.USER)
+_PAGE_PWT: Final = int(Pte.PWT)
+_PAGE_PCD: Final = int(Pte.PCD)
+_PAGE_ACCESSED: Final = int(Pte.ACCESSED)
+_PAGE_DIRTY: Final = int(Pte.DIRTY)
+_PAGE_PSE: Final = int(Pte.PSE)
+_PAGE_PAT: Final = int(Pte.PSE)
+"""In an L1 entry bit 7 is PAT, not PSE."""
+_PAGE_GLOBAL: Final = int(Pte.GLOBAL)
+_PAGE_AVAIL: Final = int(Pte.AVAIL)
+_PAGE_NX: Final = int(Pte.NX)
+_PAGE_AVAIL_HIGH: Final = 0x7FF << 52
+"""Bits 52-62, free for the guest's own use."""
 
 PADDR_BITS = 52
-PTE_MFN_MASK = ((1 << PADDR_BITS) - 1) & ~(PAGE_SIZE - 1)
+PTE_MFN_MASK: Final = ((1 << PADDR_BITS) - 1) & ~(PAGE_SIZE - 1)
 """Bits 12-51 of an entry: the machine frame number, shifted."""
+PTE_FLAGS_MASK: Final = ((1 << 64) - 1) & ~PTE_MFN_MASK
+"""Bits 0-11 and 52-63 of an entry: its flags (``Pte`` bits, AVAIL and NX)."""
 
 L1_PAGETABLE_ENTRIES = 512
 INVALID_MFN = (1 << 40) - 1
@@ -313,11 +319,38 @@ class GuestVCpu(Protocol):
     def multicall(self, entries: Sequence[Any]) -> list[int]: ...
 
 
-def pte_mfn(entry: int) -> int:
-    """The machine frame number in bits 12-51 of ``entry``."""
-    return (entry & PTE_MFN_MASK) >> PAGE_SHIFT
+# --------------------------------------------------------------------------
+# Building and reading entries. The results are plain ints typed as Mfn: the
+# NewType costs nothing at run time (no call), so these stay cheap enough for
+# Xen's own hot paths.
+
+
+def pte_mfn(pte: int) -> Mfn:
+    """The machine frame number in bits 12-51 of entry ``pte`` (Xen: ``l1e_get_pfn``)."""
+    return (pte & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[return-value]
+
+
+def pte_flags(pte: int) -> int:
+    """Entry ``pte`` without its frame number: bits 0-11 and 52-63 (``l1e_get_flags``)."""
+    return pte & PTE_FLAGS_MASK
 
 
 def make_pte(mfn: int, flags: int) -> int:
-    """An entry mapping ``mfn`` with ``flags`` (``Pte`` bits, NX included)."""
+    """An entry mapping ``mfn`` with ``flags`` (``Pte`` bits, NX included)
+    (Xen: ``l1e_from_pfn``)."""
     return (mfn << PAGE_SHIFT) | flags
+
+
+def maddr_mfn(maddr: int) -> Mfn:
+    """The frame holding machine address ``maddr`` (an ``mmu_update`` ptr)."""
+    return maddr >> PAGE_SHIFT  # type: ignore[return-value]
+
+
+def maddr_slot(maddr: int) -> int:
+    """The index of the 8-byte entry at machine address ``maddr`` in its frame."""
+    return (maddr & (PAGE_SIZE - 8)) >> 3
+
+
+def mfn_maddr(mfn: int) -> MAddr:
+    """The machine address of the first byte of frame ``mfn``."""
+    return mfn << PAGE_SHIFT  # type: ignore[return-value]

@@ -28,7 +28,13 @@ from hypervisor.mm.state import XenState
 
 __all__ = ["BuiltDomain", "VIRT_BASE", "build_domain"]
 
-P, RW, US, A, D = 0x1, 0x2, 0x4, 0x20, 0x40
+P, RW, US, A, D = (
+    abi._PAGE_PRESENT,
+    abi._PAGE_RW,
+    abi._PAGE_USER,
+    abi._PAGE_ACCESSED,
+    abi._PAGE_DIRTY,
+)
 VIRT_BASE = {64: 0xFFFFFFFF80000000, 32: 0xC0000000}
 """Where the bootstrap region starts: Linux's ``__START_KERNEL_map`` for 64-bit
 guests, ``PAGE_OFFSET`` for 32-bit ones."""
@@ -99,14 +105,14 @@ def build_domain(
     return BuiltDomain(d, info, tuple(mfns))
 
 
-def _share_xen_page(xen: XenState, mfn: int) -> None:
+def _share_xen_page(xen: XenState, mfn: abi.Mfn) -> None:
     """shared_info: a Xen-heap page shared writable with its domain."""
     pg = xen.frames[mfn]
     pg.allocated, pg.xen_heap = False, True
     pg.type, pg.type_count, pg.validated = PageType.WRITABLE, 1, True
 
 
-def _write_p2m(xen: XenState, mfns: list[int]) -> None:
+def _write_p2m(xen: XenState, mfns: list[abi.Mfn]) -> None:
     for i in range(0, len(mfns), 512):
         chunk = mfns[i : i + 512]
         xen.mem.words(mfns[i // 512])[: len(chunk)] = memoryview(
@@ -115,7 +121,7 @@ def _write_p2m(xen: XenState, mfns: list[int]) -> None:
 
 
 def _write_tables(
-    xen: XenState, mfns: list[int], virt_base: int, width: int, counts: list[int], pt_pfn: int
+    xen: XenState, mfns: list[abi.Mfn], virt_base: int, width: int, counts: list[int], pt_pfn: int
 ) -> None:
     """Fill the bootstrap tables as plain data: every page mapped, the table
     frames themselves read-only. ``counts`` is the number of tables per level,
@@ -138,13 +144,13 @@ def _write_tables(
         for n in range(counts[level_i + 1]):
             va = ((virt_base >> shift) + n) << shift
             child = mfns[first[level_i + 1] + n]
-            xen.mem.words(table_of(level_i, va))[(va >> shift) & mask] = child << 12 | prot
+            xen.mem.words(table_of(level_i, va))[(va >> shift) & mask] = abi.make_pte(child, prot)
     last = len(counts) - 1
     pt_pfns = range(pt_pfn, pt_pfn + sum(counts))
     for pfn, mfn in enumerate(mfns):
         va = virt_base + pfn * abi.PAGE_SIZE
         prot = _L1_PROT[width] & ~RW if pfn in pt_pfns else _L1_PROT[width]
-        xen.mem.words(table_of(last, va))[(va >> 12) & 511] = mfn << 12 | prot
+        xen.mem.words(table_of(last, va))[(va >> abi.PAGE_SHIFT) & 511] = abi.make_pte(mfn, prot)
 
 
 def _write_start_info(xen: XenState, mfn: int, info: abi.StartInfo) -> None:
@@ -156,7 +162,7 @@ def _write_start_info(xen: XenState, mfn: int, info: abi.StartInfo) -> None:
     struct.pack_into("<QQ", page, 1152, info.first_p2m_pfn, info.nr_p2m_frames)
 
 
-def _install_top(xen: XenState, d: PvDomain, top: int) -> None:
+def _install_top(xen: XenState, d: PvDomain, top: abi.Mfn) -> None:
     """Pin the top-level table and load it on vCPU 0 (type count 2)."""
     t = PageType.L3 if d.is_32bit else PageType.L4
     pg = xen.frames[top]

@@ -11,19 +11,20 @@
 from __future__ import annotations
 
 from hypervisor import abi
-from hypervisor.rules import Rule, rule
+from hypervisor.rules import Rule
 
 __all__ = ["GuestError", "HypercallError", "PageFault"]
 
 
 class GuestError(Exception):
-    """Internal: the guest broke ``rule``. ``detail`` names the frame and entry;
-    ``path`` records the tables being validated when the error happened,
-    outermost first, as ``(level, mfn, slot)``."""
+    """Internal: the guest broke ``rule`` (one of the constants of
+    :mod:`hypervisor.rules`, e.g. ``rules.TYPE_MISMATCH``). ``detail`` names
+    the frame and entry; ``path`` records the tables being validated when the
+    error happened, outermost first, as ``(level, mfn, slot)``."""
 
-    def __init__(self, rule_id: str, detail: str) -> None:
-        super().__init__(rule_id, detail)
-        self.rule: Rule = rule(rule_id)
+    def __init__(self, rule: Rule, detail: str) -> None:
+        super().__init__(rule.id, detail)
+        self.rule = rule
         self.detail = detail
         self.path: list[tuple[int, int, int]] = []
         self.done = 0

@@ -118,7 +118,7 @@ class Hypervisor:
     def frame(self, mfn: int) -> FrameInfo:
         """A snapshot of frame ``mfn``'s metadata."""
         self._check_mfn(mfn)
-        pg = self._xen.frames.get(mfn)
+        pg = self._xen.frames.get(abi.Mfn(mfn))
         if pg is None and mfn < IO_FRAMES:
             pg = PageInfo(abi.DOMID_IO, count=1, allocated=True, type=PageType.WRITABLE)
         return FrameInfo.from_page(mfn, pg)
@@ -126,7 +126,7 @@ class Hypervisor:
     def m2p(self, mfn: int) -> int:
         """The M2P entry of ``mfn`` (INVALID_M2P_ENTRY when unset)."""
         self._check_mfn(mfn)
-        return self._xen.m2p.get(mfn, INVALID_M2P_ENTRY)
+        return self._xen.m2p.get(abi.Mfn(mfn), INVALID_M2P_ENTRY)
 
     def read_frame(self, mfn: int) -> bytes:
         """The frame's 4096 bytes as the machine holds them."""

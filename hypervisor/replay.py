@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import attrs
 
+from hypervisor import rules
 from hypervisor.errors import HypercallError, PageFault
 from hypervisor.machine import Hypervisor
 from hypervisor.trace import HypercallRecord, Record, StoreRecord
@@ -60,7 +61,7 @@ def _replay_call(xen: Hypervisor, rec: HypercallRecord) -> str:
     vcpu = xen.domains[rec.domid].vcpus[rec.vcpu]
     call = getattr(vcpu, rec.op)
     try:
-        with _mode(vcpu, rec.rule == "hypercall.user-mode"):
+        with _mode(vcpu, rec.rule == rules.HYPERCALL_USER_MODE.id):
             call(*rec.args)
     except HypercallError as exc:
         return _outcome(-int(exc.errno or 0), exc.done, exc.rule)

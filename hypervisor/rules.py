@@ -1,8 +1,10 @@
 """Every rule the hypervisor enforces, as data.
 
-Code raises errors by rule id, error messages quote the rule's principle and
-fix, and the docs and graders read the same table. Rule ids are stable: hints,
-feedback and tutorial pages are keyed to them.
+Each rule is a module constant named after its id (``TYPE_WRITABLE_MAPPED`` is
+``"type.writable-mapped"``): code raises ``GuestError(rules.TYPE_MISMATCH, ...)``,
+so mypy catches a misspelt rule. Error messages quote the rule's principle and
+fix, and the docs and graders read the same table (:data:`RULES`, keyed by id).
+Rule ids are stable: hints, feedback and tutorial pages are keyed to them.
 
 The per-level disallow masks and "what an entry at level n may point to" also
 live here (spec section 3).
@@ -12,22 +14,82 @@ from __future__ import annotations
 
 import errno as E  # noqa: N812 -- reads like the C names
 from collections.abc import Mapping
+from typing import Final
 
 import attrs
 
 from hypervisor import abi
 
 __all__ = [
+    "ARGS_OUT_OF_RANGE",
+    "ARGS_UNREADABLE",
+    "BASEPTR_FOREIGN",
+    "BASEPTR_NOT_OWNED",
+    "BASEPTR_NO_USER_BASE_32",
     "BASE_DISALLOW_MASK",
+    "ENTRY_DISALLOWED_FLAGS",
+    "ENTRY_TARGET_NOT_OWNED",
+    "ENTRY_TARGET_WRONG_TYPE",
     "FASTPATH_COMPARE",
+    "FOREIGNDOM_NOT_PRIVILEGED",
+    "FOREIGNDOM_SELF_ID",
+    "FOREIGNDOM_UNKNOWN",
+    "HYPERCALL_UNKNOWN",
+    "HYPERCALL_USER_MODE",
+    "L1_CACHE_ATTRS",
+    "L1_CACHE_ATTR_XEN_HEAP",
     "L1_DISALLOW_MASK",
+    "L1_FOREIGN_FRAME",
+    "L1_FREE_FRAME",
+    "L1_INVALID_MFN",
+    "L1_IO_NO_PERMISSION",
+    "L1_WRITABLE_PAGETABLE",
     "L2_DISALLOW_MASK",
+    "L2_PAE_XEN_SLOT",
     "L3_DISALLOW_MASK",
+    "L3_PAE_ABOVE_4G",
     "L3_PAE_DISALLOW_MASK",
+    "L3_PAE_MISSING_XEN_L2",
+    "L3_PAE_SLOT",
+    "L3_PAE_XEN_L2_SHARED",
     "L4_DISALLOW_MASK",
+    "L4_XEN_SLOT",
+    "LINEAR_CHAIN",
+    "LINEAR_CROSS_DOMAIN",
+    "LINEAR_DISABLED",
+    "LINEAR_NOT_VALIDATED",
+    "LINEAR_WRITABLE",
+    "MACHPHYS_FOREIGN_PFD",
+    "MACHPHYS_NOT_OWNED",
+    "MMUEXT_BAD_LDT",
+    "MMUEXT_BAD_VCPUMASK",
+    "MMUEXT_CACHE_FLUSH_DENIED",
+    "MMUEXT_FD_NOT_PV",
+    "MMUEXT_FOREIGN_OP",
+    "MMUEXT_NO_SUPERPAGES",
+    "MMUEXT_UNKNOWN_COMMAND",
+    "MMU_FOREIGN_UPPER_LEVEL",
+    "MMU_PTR_FRAME_NOT_OWNED",
+    "MMU_PTR_FRAME_WRONG_TYPE",
+    "MMU_UNKNOWN_COMMAND",
+    "MULTICALL_ARITY",
+    "MULTICALL_NESTED",
+    "PAGE_NOT_OWNED",
+    "PIN_ALREADY_PINNED",
+    "PIN_NOT_OWNED",
     "RULES",
     "Rule",
     "TARGETS",
+    "TYPE_IN_USE",
+    "TYPE_MISMATCH",
+    "TYPE_WRITABLE_MAPPED",
+    "UNPIN_NOT_OWNED",
+    "UNPIN_NOT_PINNED",
+    "UVM_BAD_FLAGS",
+    "UVM_BAD_VA",
+    "UVM_NO_L1",
+    "VM_ASSIST_BAD_CMD",
+    "VM_ASSIST_BAD_TYPE",
     "rule",
 ]
 
@@ -48,434 +110,432 @@ class Rule:
         return abi.errno_name(self.errno)
 
 
+_ALL: list[Rule] = []
+
+
 def _r(id: str, errno: int, principle: str, fix: str, xen: str) -> Rule:
-    return Rule(id, errno, principle, fix, xen)
+    """Define a rule and add it to :data:`RULES`."""
+    r = Rule(id, errno, principle, fix, xen)
+    _ALL.append(r)
+    return r
 
 
-_ALL = [
-    # -- arguments and calling convention ---------------------------------
-    _r(
-        "args.unreadable",
-        E.EFAULT,
-        "the argument cannot be read as the C structure Xen expects",
-        "pass a list of request records (or tuples of ints)",
-        "copy_from_guest",
-    ),
-    _r(
-        "args.out-of-range",
-        E.EINVAL,
-        "a field holds a value outside its C width",
-        "use non-negative integers that fit the field",
-        "copy_from_guest",
-    ),
-    _r(
-        "hypercall.user-mode",
-        E.EPERM,
-        "only the guest kernel may issue hypercalls",
-        "leave user mode before calling Xen",
-        "pv_hypercall",
-    ),
-    _r(
-        "hypercall.unknown",
-        E.ENOSYS,
-        "there is no hypercall with that number",
-        "use one of the HYPERVISOR_* numbers",
-        "hypercall_table",
-    ),
-    _r(
-        "multicall.nested",
-        E.EINVAL,
-        "a multicall may not contain another multicall",
-        "flatten the batch",
-        "do_multicall",
-    ),
-    _r(
-        "multicall.arity",
-        E.EINVAL,
-        "the entry has the wrong number of arguments for its hypercall",
-        "pass exactly the hypercall's positional arguments",
-        "do_multicall",
-    ),
-    _r(
-        "foreigndom.self-id",
-        E.ESRCH,
-        "a domain names itself with DOMID_SELF, not its numeric id",
-        "use DOMID_SELF",
-        "get_pg_owner",
-    ),
-    _r(
-        "foreigndom.unknown",
-        E.ESRCH,
-        "no such domain",
-        "name an existing domain",
-        "get_pg_owner / rcu_lock_domain_by_any_id",
-    ),
-    _r(
-        "foreigndom.not-privileged",
-        E.EPERM,
-        "only the control domain may act on another domain's memory",
-        "use DOMID_SELF, or issue the call from dom0",
-        "xsm_mmu_update / xsm_mmuext_op",
-    ),
-    # -- mmu_update ----------------------------------------------------------
-    _r(
-        "mmu.unknown-command",
-        E.ENOSYS,
-        "ptr & 7 selects the command; only 0-3 exist",
-        "align ptr to 8 bytes and OR in one of the MMU_* commands",
-        "do_mmu_update",
-    ),
-    _r(
-        "mmu.ptr-frame-not-owned",
-        E.EINVAL,
-        "the entry being written must lie in a frame owned by the page-table owner",
-        "point ptr at one of your own frames (machine address, not virtual)",
-        "do_mmu_update",
-    ),
-    _r(
-        "mmu.ptr-frame-wrong-type",
-        E.EINVAL,
-        "mmu_update writes page-table entries or plain writable memory, nothing else",
-        "do not target descriptor or shared pages",
-        "do_mmu_update",
-    ),
-    _r(
-        "mmu.foreign-upper-level",
-        E.EINVAL,
-        "L2-L4 entries may only be updated with the data owner equal to the table owner",
-        "use DOMID_SELF for updates of upper-level tables",
-        "do_mmu_update",
-    ),
-    _r(
-        "machphys.foreign-pfd",
-        E.EPERM,
-        "MMU_MACHPHYS_UPDATE may only be issued for yourself",
-        "leave the page-table owner half of foreigndom at 0",
-        "do_mmu_update",
-    ),
-    _r(
-        "machphys.not-owned",
-        E.EINVAL,
-        "only the owner of a frame may set its M2P entry",
-        "update M2P entries of your own frames",
-        "do_mmu_update",
-    ),
-    # -- entry rules -----------------------------------------------------------
-    _r(
-        "entry.disallowed-flags",
-        E.EINVAL,
-        "a present entry may only carry the flags Xen allows at its level (no cache attributes, "
-        "no superpages, G only in an L1)",
-        "clear the disallowed bits",
-        "l1_disallow_mask / L2..L4_DISALLOW_MASK",
-    ),
-    _r(
-        "l1.io-no-permission",
-        E.EPERM,
-        "mapping I/O memory needs I/O-memory permission (the first MiB belongs to DOMID_IO)",
-        "map RAM you own instead",
-        "get_page_from_l1e",
-    ),
-    _r(
-        "l1.invalid-mfn",
-        E.EINVAL,
-        "INVALID_MFN can never be mapped",
-        "map a real frame",
-        "get_page_from_l1e",
-    ),
-    _r(
-        "l1.free-frame",
-        E.EBUSY,
-        "a frame nobody owns (free memory) cannot be mapped",
-        "map only frames your domain owns",
-        "get_page_from_l1e",
-    ),
-    _r(
-        "l1.foreign-frame",
-        E.EBUSY,
-        "a guest may only map frames it owns unless it names the owner as foreigndom "
-        "(and is privileged)",
-        "map your own frames, or (dom0) pass the owner's domid as foreigndom",
-        "get_page_from_l1e",
-    ),
-    _r(
-        "l1.writable-pagetable",
-        E.EBUSY,
-        "a frame in use as a page table (or descriptor page) may never be mapped writable",
-        "map it read-only, or unpin and unlink it first so its type count drops to 0",
-        "get_page_from_l1e -> get_page_type(PGT_writable_page)",
-    ),
-    _r(
-        "l1.cache-attr-xen-heap",
-        E.EACCES,
-        "Xen-heap pages may only be mapped with write-back caching",
-        "clear PWT/PCD/PAT",
-        "get_page_from_l1e",
-    ),
-    _r(
-        "entry.target-not-owned",
-        E.EINVAL,
-        "an L2-L4 entry may only point at a table frame owned by the same domain",
-        "link only your own, allocated frames",
-        "get_page_from_l2e/l3e/l4e",
-    ),
-    _r(
-        "entry.target-writable",
-        E.EINVAL,
-        "a frame used as a page table must have no writable mappings",
-        "make those mappings read-only first",
-        "_get_page_type",
-    ),
-    _r(
-        "entry.target-wrong-type",
-        E.EINVAL,
-        "an entry at level n must point at a table of level n-1",
-        "link a table of the right level (or a read-only same-level linear entry)",
-        "_get_page_type",
-    ),
-    _r(
-        "linear.disabled",
-        E.EINVAL,
-        "same-level (linear) entries are disabled in this Xen",
-        "point the entry at a table of the next level down",
-        "get_lN_linear_pagetable",
-    ),
-    _r(
-        "linear.writable",
-        E.EINVAL,
-        "a linear (same-level) entry must be read-only",
-        "clear RW in the entry",
-        "get_lN_linear_pagetable",
-    ),
-    _r(
-        "linear.cross-domain",
-        E.EINVAL,
-        "linear entries may not cross domains",
-        "link only your own tables",
-        "get_lN_linear_pagetable",
-    ),
-    _r(
-        "linear.chain",
-        E.EINVAL,
-        "linear page tables are single-level: a linear target may not have linear entries, "
-        "and a table with linear entries may not be a linear target (XSA-240)",
-        "keep the recursive mapping to one level",
-        "inc_linear_entries / inc_linear_uses",
-    ),
-    _r(
-        "linear.not-validated",
-        E.EINVAL,
-        "a linear entry may only point at an already validated table of the same level",
-        "validate (pin) the target first",
-        "get_lN_linear_pagetable",
-    ),
-    _r(
-        "l4.xen-slot",
-        E.EINVAL,
-        "L4 slots 256-271 belong to Xen and may never be written",
-        "use guest slots 0-255 and 272-511",
-        "mod_l4_entry / is_guest_l4_slot",
-    ),
-    _r(
-        "l2.pae-xen-slot",
-        E.EPERM,
-        "the top slots of a 32-bit guest's Xen L2 belong to Xen",
-        "use slots below l2_table_offset(HYPERVISOR_COMPAT_VIRT_START)",
-        "mod_l2_entry",
-    ),
-    _r(
-        "l3.pae-slot",
-        E.EINVAL,
-        "a 32-bit PAE L3 may only be updated in slots 0-2 (slot 3 holds Xen's L2)",
-        "update slots 0-2 only",
-        "mod_l3_entry",
-    ),
-    _r(
-        "l3.pae-missing-xen-l2",
-        E.EINVAL,
-        "a 32-bit PAE L3 must have slot 3 present: it holds the L2 with Xen's mappings",
-        "fill slot 3 before using the L3",
-        "promote_l3_table",
-    ),
-    _r(
-        "l3.pae-xen-l2-shared",
-        E.EINVAL,
-        "the L2 in slot 3 of a PAE L3 cannot be shared by several L3s or pinned",
-        "give each L3 its own slot-3 L2",
-        "pae_xen_mappings_check",
-    ),
-    _r(
-        "l3.pae-above-4g",
-        E.ERANGE,
-        "a PAE L3 above 4 GiB needs VMASST_TYPE_pae_extended_cr3",
-        "enable the assist or use a frame below 4 GiB",
-        "promote_l3_table",
-    ),
-    # -- types, pins, bases -----------------------------------------------------
-    _r(
-        "type.writable-mapped",
-        E.EINVAL,
-        "a frame used as a page table must have no writable mappings",
-        "make those mappings read-only first",
-        "_get_page_type",
-    ),
-    _r(
-        "type.mismatch",
-        E.EINVAL,
-        "a frame has one type at a time, and the type can change only when its type count is 0",
-        "use the frame at the level it already has, or drop every use first",
-        "_get_page_type",
-    ),
-    _r(
-        "type.in-use",
-        E.EINVAL,
-        "a frame in use as a page table or descriptor page cannot be written as plain memory",
-        "unpin and unlink it first",
-        "_get_page_type(PGT_writable_page)",
-    ),
-    _r(
-        "pin.not-owned",
-        E.EINVAL,
-        "only frames owned by the domain can be pinned",
-        "pin one of your own frames",
-        "do_mmuext_op: get_page_from_gfn",
-    ),
-    _r(
-        "pin.already-pinned",
-        E.EINVAL,
-        "pins are not nested: the frame is already pinned",
-        "pin each table once",
-        "do_mmuext_op: MMUEXT_PIN_*",
-    ),
-    _r(
-        "unpin.not-owned",
-        E.EINVAL,
-        "only frames owned by the domain can be unpinned",
-        "unpin one of your own frames",
-        "do_mmuext_op: MMUEXT_UNPIN_TABLE",
-    ),
-    _r(
-        "unpin.not-pinned",
-        E.EINVAL,
-        "the frame is not pinned",
-        "unpin only what you pinned",
-        "do_mmuext_op: MMUEXT_UNPIN_TABLE",
-    ),
-    _r(
-        "baseptr.foreign",
-        E.EPERM,
-        "a vCPU's base pointer can only be set by its own domain",
-        "use DOMID_SELF",
-        "do_mmuext_op: MMUEXT_NEW_BASEPTR",
-    ),
-    _r(
-        "baseptr.not-owned",
-        E.EINVAL,
-        "the new base must be a frame owned by the domain",
-        "load one of your own top-level tables",
-        "new_guest_cr3",
-    ),
-    _r(
-        "baseptr.no-user-base-32",
-        E.EINVAL,
-        "32-bit guests have no separate user base",
-        "use MMUEXT_NEW_BASEPTR",
-        "do_mmuext_op: MMUEXT_NEW_USER_BASEPTR",
-    ),
-    _r(
-        "mmuext.foreign-op",
-        E.EPERM,
-        "this command only acts on the calling domain itself",
-        "issue it with DOMID_SELF",
-        "do_mmuext_op",
-    ),
-    _r(
-        "mmuext.fd-not-pv",
-        E.EINVAL,
-        "mmuext_op acts on PV domains only, not DOMID_IO/DOMID_XEN",
-        "name a PV domain (or DOMID_SELF)",
-        "do_mmuext_op",
-    ),
-    _r(
-        "mmuext.unknown-command",
-        E.ENOSYS,
-        "there is no mmuext_op command with that number",
-        "use one of the MMUEXT_* commands",
-        "do_mmuext_op",
-    ),
-    _r(
-        "mmuext.no-superpages",
-        E.EOPNOTSUPP,
-        "PV superpages were removed in Xen 4.10",
-        "map 4 KiB pages",
-        "do_mmuext_op: MMUEXT_MARK_SUPER",
-    ),
-    _r(
-        "mmuext.cache-flush-denied",
-        E.EACCES,
-        "only domains with I/O privileges may flush caches",
-        "do not flush caches from an unprivileged guest",
-        "do_mmuext_op: MMUEXT_FLUSH_CACHE",
-    ),
-    _r(
-        "mmuext.bad-vcpumask",
-        E.EINVAL,
-        "the vCPU bitmap cannot be read",
-        "pass a non-negative int bitmap",
-        "vcpumask_to_pcpumask",
-    ),
-    _r(
-        "mmuext.bad-ldt",
-        E.EINVAL,
-        "the LDT must be page aligned, inside guest space, and hold at most 8192 entries",
-        "fix the base or the entry count",
-        "do_mmuext_op: MMUEXT_SET_LDT",
-    ),
-    _r(
-        "page.not-owned",
-        E.EINVAL,
-        "the frame must be owned by the domain",
-        "use one of your own frames",
-        "do_mmuext_op: CLEAR_PAGE / COPY_PAGE",
-    ),
-    # -- update_va_mapping -------------------------------------------------------
-    _r(
-        "uvm.bad-flags",
-        E.EINVAL,
-        "update_va_mapping flags must be UVMF_NONE/TLB_FLUSH/INVLPG optionally ORed with UVMF_ALL",
-        "pass a valid flags value",
-        "__do_update_va_mapping",
-    ),
-    _r(
-        "uvm.bad-va",
-        E.EINVAL,
-        "the address is not a guest virtual address",
-        "use a canonical address outside Xen's hole",
-        "__do_update_va_mapping",
-    ),
-    _r(
-        "uvm.no-l1",
-        E.EINVAL,
-        "update_va_mapping needs an existing, validated L1 for the address in the current tables",
-        "link an L1 for that address first",
-        "map_guest_l1e",
-    ),
-    # -- vm_assist -----------------------------------------------------------------
-    _r(
-        "vm_assist.bad-cmd",
-        E.ENOSYS,
-        "vm_assist commands are enable (0) and disable (1)",
-        "use VMASST_CMD_enable or VMASST_CMD_disable",
-        "do_vm_assist",
-    ),
-    _r(
-        "vm_assist.bad-type",
-        E.EINVAL,
-        "this guest has no such assist",
-        "use one of the VMASST_TYPE_* values",
-        "do_vm_assist",
-    ),
-]
+# -- arguments and calling convention ---------------------------------
+ARGS_UNREADABLE: Final = _r(
+    "args.unreadable",
+    E.EFAULT,
+    "the argument cannot be read as the C structure Xen expects",
+    "pass a list of request records (or tuples of ints)",
+    "copy_from_guest",
+)
+ARGS_OUT_OF_RANGE: Final = _r(
+    "args.out-of-range",
+    E.EINVAL,
+    "a field holds a value outside its C width",
+    "use non-negative integers that fit the field",
+    "copy_from_guest",
+)
+HYPERCALL_USER_MODE: Final = _r(
+    "hypercall.user-mode",
+    E.EPERM,
+    "only the guest kernel may issue hypercalls",
+    "leave user mode before calling Xen",
+    "pv_hypercall",
+)
+HYPERCALL_UNKNOWN: Final = _r(
+    "hypercall.unknown",
+    E.ENOSYS,
+    "there is no hypercall with that number",
+    "use one of the HYPERVISOR_* numbers",
+    "hypercall_table",
+)
+MULTICALL_NESTED: Final = _r(
+    "multicall.nested",
+    E.EINVAL,
+    "a multicall may not contain another multicall",
+    "flatten the batch",
+    "do_multicall",
+)
+MULTICALL_ARITY: Final = _r(
+    "multicall.arity",
+    E.EINVAL,
+    "the entry has the wrong number of arguments for its hypercall",
+    "pass exactly the hypercall's positional arguments",
+    "do_multicall",
+)
+FOREIGNDOM_SELF_ID: Final = _r(
+    "foreigndom.self-id",
+    E.ESRCH,
+    "a domain names itself with DOMID_SELF, not its numeric id",
+    "use DOMID_SELF",
+    "get_pg_owner",
+)
+FOREIGNDOM_UNKNOWN: Final = _r(
+    "foreigndom.unknown",
+    E.ESRCH,
+    "no such domain",
+    "name an existing domain",
+    "get_pg_owner / rcu_lock_domain_by_any_id",
+)
+FOREIGNDOM_NOT_PRIVILEGED: Final = _r(
+    "foreigndom.not-privileged",
+    E.EPERM,
+    "only the control domain may act on another domain's memory",
+    "use DOMID_SELF, or issue the call from dom0",
+    "xsm_mmu_update / xsm_mmuext_op",
+)
+# -- mmu_update ----------------------------------------------------------
+MMU_UNKNOWN_COMMAND: Final = _r(
+    "mmu.unknown-command",
+    E.ENOSYS,
+    "ptr & 7 selects the command; only 0-3 exist",
+    "align ptr to 8 bytes and OR in one of the MMU_* commands",
+    "do_mmu_update",
+)
+MMU_PTR_FRAME_NOT_OWNED: Final = _r(
+    "mmu.ptr-frame-not-owned",
+    E.EINVAL,
+    "the entry being written must lie in a frame owned by the page-table owner",
+    "point ptr at one of your own frames (machine address, not virtual)",
+    "do_mmu_update",
+)
+MMU_PTR_FRAME_WRONG_TYPE: Final = _r(
+    "mmu.ptr-frame-wrong-type",
+    E.EINVAL,
+    "mmu_update writes page-table entries or plain writable memory, nothing else",
+    "do not target descriptor or shared pages",
+    "do_mmu_update",
+)
+MMU_FOREIGN_UPPER_LEVEL: Final = _r(
+    "mmu.foreign-upper-level",
+    E.EINVAL,
+    "L2-L4 entries may only be updated with the data owner equal to the table owner",
+    "use DOMID_SELF for updates of upper-level tables",
+    "do_mmu_update",
+)
+MACHPHYS_FOREIGN_PFD: Final = _r(
+    "machphys.foreign-pfd",
+    E.EPERM,
+    "MMU_MACHPHYS_UPDATE may only be issued for yourself",
+    "leave the page-table owner half of foreigndom at 0",
+    "do_mmu_update",
+)
+MACHPHYS_NOT_OWNED: Final = _r(
+    "machphys.not-owned",
+    E.EINVAL,
+    "only the owner of a frame may set its M2P entry",
+    "update M2P entries of your own frames",
+    "do_mmu_update",
+)
+# -- entry rules -----------------------------------------------------------
+ENTRY_DISALLOWED_FLAGS: Final = _r(
+    "entry.disallowed-flags",
+    E.EINVAL,
+    "a present entry may only carry the flags Xen allows at its level (no cache attributes, "
+    "no superpages, G only in an L1)",
+    "clear the disallowed bits",
+    "l1_disallow_mask / L2..L4_DISALLOW_MASK",
+)
+L1_IO_NO_PERMISSION: Final = _r(
+    "l1.io-no-permission",
+    E.EPERM,
+    "mapping I/O memory needs I/O-memory permission (the first MiB belongs to DOMID_IO)",
+    "map RAM you own instead",
+    "get_page_from_l1e",
+)
+L1_INVALID_MFN: Final = _r(
+    "l1.invalid-mfn",
+    E.EINVAL,
+    "INVALID_MFN can never be mapped",
+    "map a real frame",
+    "get_page_from_l1e",
+)
+L1_FREE_FRAME: Final = _r(
+    "l1.free-frame",
+    E.EBUSY,
+    "a frame nobody owns (free memory) cannot be mapped",
+    "map only frames your domain owns",
+    "get_page_from_l1e",
+)
+L1_FOREIGN_FRAME: Final = _r(
+    "l1.foreign-frame",
+    E.EBUSY,
+    "a guest may only map frames it owns unless it names the owner as foreigndom "
+    "(and is privileged)",
+    "map your own frames, or (dom0) pass the owner's domid as foreigndom",
+    "get_page_from_l1e",
+)
+L1_WRITABLE_PAGETABLE: Final = _r(
+    "l1.writable-pagetable",
+    E.EBUSY,
+    "a frame in use as a page table (or descriptor page) may never be mapped writable",
+    "map it read-only, or unpin and unlink it first so its type count drops to 0",
+    "get_page_from_l1e -> get_page_type(PGT_writable_page)",
+)
+L1_CACHE_ATTR_XEN_HEAP: Final = _r(
+    "l1.cache-attr-xen-heap",
+    E.EACCES,
+    "Xen-heap pages may only be mapped with write-back caching",
+    "clear PWT/PCD/PAT",
+    "get_page_from_l1e",
+)
+ENTRY_TARGET_NOT_OWNED: Final = _r(
+    "entry.target-not-owned",
+    E.EINVAL,
+    "an L2-L4 entry may only point at a table frame owned by the same domain",
+    "link only your own, allocated frames",
+    "get_page_from_l2e/l3e/l4e",
+)
+ENTRY_TARGET_WRONG_TYPE: Final = _r(
+    "entry.target-wrong-type",
+    E.EINVAL,
+    "an entry at level n must point at a table of level n-1",
+    "link a table of the right level (or a read-only same-level linear entry)",
+    "_get_page_type",
+)
+LINEAR_DISABLED: Final = _r(
+    "linear.disabled",
+    E.EINVAL,
+    "same-level (linear) entries are disabled in this Xen",
+    "point the entry at a table of the next level down",
+    "get_lN_linear_pagetable",
+)
+LINEAR_WRITABLE: Final = _r(
+    "linear.writable",
+    E.EINVAL,
+    "a linear (same-level) entry must be read-only",
+    "clear RW in the entry",
+    "get_lN_linear_pagetable",
+)
+LINEAR_CROSS_DOMAIN: Final = _r(
+    "linear.cross-domain",
+    E.EINVAL,
+    "linear entries may not cross domains",
+    "link only your own tables",
+    "get_lN_linear_pagetable",
+)
+LINEAR_CHAIN: Final = _r(
+    "linear.chain",
+    E.EINVAL,
+    "linear page tables are single-level: a linear target may not have linear entries, "
+    "and a table with linear entries may not be a linear target (XSA-240)",
+    "keep the recursive mapping to one level",
+    "inc_linear_entries / inc_linear_uses",
+)
+LINEAR_NOT_VALIDATED: Final = _r(
+    "linear.not-validated",
+    E.EINVAL,
+    "a linear entry may only point at an already validated table of the same level",
+    "validate (pin) the target first",
+    "get_lN_linear_pagetable",
+)
+L4_XEN_SLOT: Final = _r(
+    "l4.xen-slot",
+    E.EINVAL,
+    "L4 slots 256-271 belong to Xen and may never be written",
+    "use guest slots 0-255 and 272-511",
+    "mod_l4_entry / is_guest_l4_slot",
+)
+L2_PAE_XEN_SLOT: Final = _r(
+    "l2.pae-xen-slot",
+    E.EPERM,
+    "the top slots of a 32-bit guest's Xen L2 belong to Xen",
+    "use slots below l2_table_offset(HYPERVISOR_COMPAT_VIRT_START)",
+    "mod_l2_entry",
+)
+L3_PAE_SLOT: Final = _r(
+    "l3.pae-slot",
+    E.EINVAL,
+    "a 32-bit PAE L3 may only be updated in slots 0-2 (slot 3 holds Xen's L2)",
+    "update slots 0-2 only",
+    "mod_l3_entry",
+)
+L3_PAE_MISSING_XEN_L2: Final = _r(
+    "l3.pae-missing-xen-l2",
+    E.EINVAL,
+    "a 32-bit PAE L3 must have slot 3 present: it holds the L2 with Xen's mappings",
+    "fill slot 3 before using the L3",
+    "promote_l3_table",
+)
+L3_PAE_XEN_L2_SHARED: Final = _r(
+    "l3.pae-xen-l2-shared",
+    E.EINVAL,
+    "the L2 in slot 3 of a PAE L3 cannot be shared by several L3s or pinned",
+    "give each L3 its own slot-3 L2",
+    "pae_xen_mappings_check",
+)
+L3_PAE_ABOVE_4G: Final = _r(
+    "l3.pae-above-4g",
+    E.ERANGE,
+    "a PAE L3 above 4 GiB needs VMASST_TYPE_pae_extended_cr3",
+    "enable the assist or use a frame below 4 GiB",
+    "promote_l3_table",
+)
+# -- types, pins, bases -----------------------------------------------------
+TYPE_WRITABLE_MAPPED: Final = _r(
+    "type.writable-mapped",
+    E.EINVAL,
+    "a frame used as a page table must have no writable mappings",
+    "make those mappings read-only first",
+    "_get_page_type",
+)
+TYPE_MISMATCH: Final = _r(
+    "type.mismatch",
+    E.EINVAL,
+    "a frame has one type at a time, and the type can change only when its type count is 0",
+    "use the frame at the level it already has, or drop every use first",
+    "_get_page_type",
+)
+TYPE_IN_USE: Final = _r(
+    "type.in-use",
+    E.EINVAL,
+    "a frame in use as a page table or descriptor page cannot be written as plain memory",
+    "unpin and unlink it first",
+    "_get_page_type(PGT_writable_page)",
+)
+PIN_NOT_OWNED: Final = _r(
+    "pin.not-owned",
+    E.EINVAL,
+    "only frames owned by the domain can be pinned",
+    "pin one of your own frames",
+    "do_mmuext_op: get_page_from_gfn",
+)
+PIN_ALREADY_PINNED: Final = _r(
+    "pin.already-pinned",
+    E.EINVAL,
+    "pins are not nested: the frame is already pinned",
+    "pin each table once",
+    "do_mmuext_op: MMUEXT_PIN_*",
+)
+UNPIN_NOT_OWNED: Final = _r(
+    "unpin.not-owned",
+    E.EINVAL,
+    "only frames owned by the domain can be unpinned",
+    "unpin one of your own frames",
+    "do_mmuext_op: MMUEXT_UNPIN_TABLE",
+)
+UNPIN_NOT_PINNED: Final = _r(
+    "unpin.not-pinned",
+    E.EINVAL,
+    "the frame is not pinned",
+    "unpin only what you pinned",
+    "do_mmuext_op: MMUEXT_UNPIN_TABLE",
+)
+BASEPTR_FOREIGN: Final = _r(
+    "baseptr.foreign",
+    E.EPERM,
+    "a vCPU's base pointer can only be set by its own domain",
+    "use DOMID_SELF",
+    "do_mmuext_op: MMUEXT_NEW_BASEPTR",
+)
+BASEPTR_NOT_OWNED: Final = _r(
+    "baseptr.not-owned",
+    E.EINVAL,
+    "the new base must be a frame owned by the domain",
+    "load one of your own top-level tables",
+    "new_guest_cr3",
+)
+BASEPTR_NO_USER_BASE_32: Final = _r(
+    "baseptr.no-user-base-32",
+    E.EINVAL,
+    "32-bit guests have no separate user base",
+    "use MMUEXT_NEW_BASEPTR",
+    "do_mmuext_op: MMUEXT_NEW_USER_BASEPTR",
+)
+MMUEXT_FOREIGN_OP: Final = _r(
+    "mmuext.foreign-op",
+    E.EPERM,
+    "this command only acts on the calling domain itself",
+    "issue it with DOMID_SELF",
+    "do_mmuext_op",
+)
+MMUEXT_FD_NOT_PV: Final = _r(
+    "mmuext.fd-not-pv",
+    E.EINVAL,
+    "mmuext_op acts on PV domains only, not DOMID_IO/DOMID_XEN",
+    "name a PV domain (or DOMID_SELF)",
+    "do_mmuext_op",
+)
+MMUEXT_UNKNOWN_COMMAND: Final = _r(
+    "mmuext.unknown-command",
+    E.ENOSYS,
+    "there is no mmuext_op command with that number",
+    "use one of the MMUEXT_* commands",
+    "do_mmuext_op",
+)
+MMUEXT_NO_SUPERPAGES: Final = _r(
+    "mmuext.no-superpages",
+    E.EOPNOTSUPP,
+    "PV superpages were removed in Xen 4.10",
+    "map 4 KiB pages",
+    "do_mmuext_op: MMUEXT_MARK_SUPER",
+)
+MMUEXT_CACHE_FLUSH_DENIED: Final = _r(
+    "mmuext.cache-flush-denied",
+    E.EACCES,
+    "only domains with I/O privileges may flush caches",
+    "do not flush caches from an unprivileged guest",
+    "do_mmuext_op: MMUEXT_FLUSH_CACHE",
+)
+MMUEXT_BAD_VCPUMASK: Final = _r(
+    "mmuext.bad-vcpumask",
+    E.EINVAL,
+    "the vCPU bitmap cannot be read",
+    "pass a non-negative int bitmap",
+    "vcpumask_to_pcpumask",
+)
+MMUEXT_BAD_LDT: Final = _r(
+    "mmuext.bad-ldt",
+    E.EINVAL,
+    "the LDT must be page aligned, inside guest space, and hold at most 8192 entries",
+    "fix the base or the entry count",
+    "do_mmuext_op: MMUEXT_SET_LDT",
+)
+PAGE_NOT_OWNED: Final = _r(
+    "page.not-owned",
+    E.EINVAL,
+    "the frame must be owned by the domain",
+    "use one of your own frames",
+    "do_mmuext_op: CLEAR_PAGE / COPY_PAGE",
+)
+# -- update_va_mapping -------------------------------------------------------
+UVM_BAD_FLAGS: Final = _r(
+    "uvm.bad-flags",
+    E.EINVAL,
+    "update_va_mapping flags must be UVMF_NONE/TLB_FLUSH/INVLPG optionally ORed with UVMF_ALL",
+    "pass a valid flags value",
+    "__do_update_va_mapping",
+)
+UVM_BAD_VA: Final = _r(
+    "uvm.bad-va",
+    E.EINVAL,
+    "the address is not a guest virtual address",
+    "use a canonical address outside Xen's hole",
+    "__do_update_va_mapping",
+)
+UVM_NO_L1: Final = _r(
+    "uvm.no-l1",
+    E.EINVAL,
+    "update_va_mapping needs an existing, validated L1 for the address in the current tables",
+    "link an L1 for that address first",
+    "map_guest_l1e",
+)
+# -- vm_assist -----------------------------------------------------------------
+VM_ASSIST_BAD_CMD: Final = _r(
+    "vm_assist.bad-cmd",
+    E.ENOSYS,
+    "vm_assist commands are enable (0) and disable (1)",
+    "use VMASST_CMD_enable or VMASST_CMD_disable",
+    "do_vm_assist",
+)
+VM_ASSIST_BAD_TYPE: Final = _r(
+    "vm_assist.bad-type",
+    E.EINVAL,
+    "this guest has no such assist",
+    "use one of the VMASST_TYPE_* values",
+    "do_vm_assist",
+)
+
 
 RULES: Mapping[str, Rule] = {r.id: r for r in _ALL}
 

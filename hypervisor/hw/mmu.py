@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import attrs
 
-from hypervisor.abi import PAGE_SHIFT, PTE_MFN_MASK
+from hypervisor.abi import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_PRESENT,
+    _PAGE_PSE,
+    _PAGE_RW,
+    _PAGE_USER,
+    PAGE_SHIFT,
+    Mfn,
+    pte_mfn,
+)
 from hypervisor.hw.memory import Memory
 from hypervisor.hw.tlb import Tlb, TlbEntry
 
 __all__ = ["Mmu", "Translation", "WalkFault", "walk"]
 
-P, RW, US, A, D, PSE = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
 FAULT_PRESENT, FAULT_WRITE, FAULT_USER, FAULT_RSVD = 1, 2, 4, 8
 _SHIFTS = {4: (39, 30, 21, 12), 3: (30, 21, 12)}
 _INDEX_MASKS = {4: (511, 511, 511, 511), 3: (3, 511, 511)}
@@ -27,10 +36,10 @@ class Translation:
     """A successful walk: the frame, the effective permissions, and where the
     leaf entry lives (``l1_mfn``, ``l1_slot``) with its value after the walk."""
 
-    mfn: int
+    mfn: Mfn
     writable: bool
     user: bool
-    l1_mfn: int
+    l1_mfn: Mfn
     l1_slot: int
     leaf: int
 
@@ -48,7 +57,7 @@ class WalkFault(Exception):  # noqa: N818 -- a hardware event, not an error
 
 
 def walk(
-    mem: Memory, root: int, va: int, *, levels: int, write: bool, user: bool, set_ad: bool = True
+    mem: Memory, root: Mfn, va: int, *, levels: int, write: bool, user: bool, set_ad: bool = True
 ) -> Translation:
     """Translate ``va`` through the tables rooted at frame ``root``.
 
@@ -58,21 +67,21 @@ def walk(
     """
     code = (FAULT_WRITE if write else 0) | (FAULT_USER if user else 0)
     table, rw_all, us_all = root, True, True
-    used: list[tuple[int, int, int]] = []
+    used: list[tuple[Mfn, int, int]] = []
     entry = 0
     idx = 0
     for level, (shift, imask) in enumerate(zip(_SHIFTS[levels], _INDEX_MASKS[levels], strict=True)):
         lvl = levels - level
         idx = (va >> shift) & imask
         entry = mem.peek(table)[idx]
-        if not entry & P:
+        if not entry & _PAGE_PRESENT:
             raise WalkFault(va, code, lvl, f"L{lvl} entry {idx} of mfn {table:#x} is not present")
-        if lvl > 1 and entry & PSE:
+        if lvl > 1 and entry & _PAGE_PSE:
             raise WalkFault(va, code | FAULT_PRESENT | FAULT_RSVD, lvl, "reserved bit (PSE)")
-        rw_all = rw_all and bool(entry & RW)
-        us_all = us_all and bool(entry & US)
+        rw_all = rw_all and bool(entry & _PAGE_RW)
+        us_all = us_all and bool(entry & _PAGE_USER)
         used.append((table, idx, entry))
-        table = (entry & PTE_MFN_MASK) >> PAGE_SHIFT
+        table = pte_mfn(entry)
     if user and not us_all:
         raise WalkFault(va, code | FAULT_PRESENT, 1, "a supervisor-only mapping")
     if write and not rw_all:
@@ -80,7 +89,7 @@ def walk(
     if set_ad:
         last = len(used) - 1
         for n, (tmfn, slot, e) in enumerate(used):
-            want = e | A | (D if write and n == last else 0)
+            want = e | _PAGE_ACCESSED | (_PAGE_DIRTY if write and n == last else 0)
             if want != e:
                 mem.words(tmfn)[slot] = want
                 if n == last:
@@ -97,10 +106,10 @@ class Mmu:
     def __init__(self, mem: Memory, levels: int) -> None:
         self.mem = mem
         self.levels = levels
-        self.root = 0
+        self.root = Mfn(0)
         self.tlb = Tlb()
 
-    def load_root(self, root: int) -> None:
+    def load_root(self, root: Mfn) -> None:
         """Load CR3: the new root takes effect and the TLB is flushed."""
         self.root = root
         self.tlb.flush_all()
@@ -122,5 +131,5 @@ class Mmu:
         if not self.root:
             raise WalkFault(va, (2 if write else 0) | (4 if user else 0), self.levels, "no CR3")
         t = walk(self.mem, self.root, va, levels=self.levels, write=write, user=user)
-        self.tlb.entries[key] = TlbEntry(t.mfn, t.writable, t.user, bool(t.leaf & D))
+        self.tlb.entries[key] = TlbEntry(t.mfn, t.writable, t.user, bool(t.leaf & _PAGE_DIRTY))
         return t.mfn

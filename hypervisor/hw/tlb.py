@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import attrs
 
+from hypervisor.abi import Mfn
+
 __all__ = ["Tlb", "TlbEntry"]
 
 
@@ -18,7 +20,7 @@ class TlbEntry:
     """A cached translation of one 4 KiB page: the frame and the effective
     permissions of the whole walk (RW and US ANDed over every level)."""
 
-    mfn: int
+    mfn: Mfn
     writable: bool
     user: bool
     dirty: bool

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from hypervisor import rules
 from hypervisor.abi import MmuExtOp, MmuUpdate, MulticallEntry
 from hypervisor.errors import GuestError
 
@@ -21,17 +22,17 @@ def as_int(value: object, bits: int, what: str) -> int:
     """``value`` as a C unsigned integer of ``bits`` bits."""
     if type(value) is not int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise GuestError("args.unreadable", f"{what} is {value!r}, not an integer")
+            raise GuestError(rules.ARGS_UNREADABLE, f"{what} is {value!r}, not an integer")
         value = int(value)
     if not 0 <= value < 1 << bits:
-        raise GuestError("args.out-of-range", f"{what} = {value} does not fit in {bits} bits")
+        raise GuestError(rules.ARGS_OUT_OF_RANGE, f"{what} = {value} does not fit in {bits} bits")
     return value
 
 
 def as_sequence(value: object, what: str) -> Sequence[Any]:
     """A guest array: a list or tuple."""
     if not isinstance(value, list | tuple):
-        raise GuestError("args.unreadable", f"{what} is {type(value).__name__}, not a list")
+        raise GuestError(rules.ARGS_UNREADABLE, f"{what} is {type(value).__name__}, not a list")
     return value
 
 
@@ -42,7 +43,7 @@ def mmu_request(r: object) -> tuple[int, int]:
     elif isinstance(r, tuple | list) and len(r) == 2:
         ptr, val = r
     else:
-        raise GuestError("args.unreadable", f"request {r!r} is not an MmuUpdate(ptr, val)")
+        raise GuestError(rules.ARGS_UNREADABLE, f"request {r!r} is not an MmuUpdate(ptr, val)")
     if type(ptr) is int and type(val) is int and 0 <= ptr < U64 and 0 <= val < U64:
         return ptr, val
     return as_int(ptr, 64, "ptr"), as_int(val, 64, "val")
@@ -55,7 +56,7 @@ def mmuext_request(op: object) -> tuple[int, int, int]:
     elif isinstance(op, tuple | list) and 1 <= len(op) <= 3:
         cmd, arg1, arg2 = (*op, 0, 0)[:3]
     else:
-        raise GuestError("args.unreadable", f"op {op!r} is not an MmuExtOp(cmd, arg1, arg2)")
+        raise GuestError(rules.ARGS_UNREADABLE, f"op {op!r} is not an MmuExtOp(cmd, arg1, arg2)")
     return as_int(cmd, 32, "cmd"), as_int(arg1, 64, "arg1"), as_int(arg2, 64, "arg2")
 
 
@@ -66,7 +67,9 @@ def multicall_entry(entry: object) -> tuple[int, tuple[Any, ...]]:
     elif isinstance(entry, tuple | list) and len(entry) == 2:
         op, args = entry
     else:
-        raise GuestError("args.unreadable", f"entry {entry!r} is not a MulticallEntry(op, args)")
+        raise GuestError(
+            rules.ARGS_UNREADABLE, f"entry {entry!r} is not a MulticallEntry(op, args)"
+        )
     if not isinstance(args, tuple | list):
-        raise GuestError("args.unreadable", f"entry args {args!r} is not a tuple")
+        raise GuestError(rules.ARGS_UNREADABLE, f"entry args {args!r} is not a tuple")
     return as_int(op, 64, "op"), tuple(args)

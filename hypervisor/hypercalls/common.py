@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from hypervisor import rules
 from hypervisor.abi import (
     DOMID_IO,
     DOMID_SELF,
     DOMID_XEN,
     HYPERVISOR_COMPAT_VIRT_START,
     HYPERVISOR_VIRT_END,
+    Mfn,
 )
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
@@ -23,18 +25,18 @@ def get_pg_owner(xen: XenState, d: PvDomain, domid: int) -> PvDomain:
     if domid == DOMID_SELF:
         return d
     if domid == d.domid:
-        raise GuestError("foreigndom.self-id", f"foreigndom {domid} is the caller's own id")
+        raise GuestError(rules.FOREIGNDOM_SELF_ID, f"foreigndom {domid} is the caller's own id")
     if domid == DOMID_IO:
         return xen.dom_io
     if domid == DOMID_XEN:
         return xen.dom_xen
     dom = xen.domains.get(domid)
     if dom is None:
-        raise GuestError("foreigndom.unknown", f"there is no domain {domid}")
+        raise GuestError(rules.FOREIGNDOM_UNKNOWN, f"there is no domain {domid}")
     return dom
 
 
-def ram_page(xen: XenState, mfn: int) -> PageInfo | None:
+def ram_page(xen: XenState, mfn: Mfn) -> PageInfo | None:
     """The metadata of an ordinary RAM frame, or None (free, I/O or beyond memory)."""
     return None if xen.is_io(mfn) else xen.frames.get(mfn)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from hypervisor import rules
 from hypervisor.errors import GuestError, refusal
 from hypervisor.mm.domain import PvVcpu
 from hypervisor.mm.state import XenState
@@ -57,7 +58,7 @@ def invoke(xen: XenState, v: PvVcpu, number: int, args: tuple[Any, ...], depth: 
     traced = tuple(tuple(a) if isinstance(a, list) else a for a in args)
     try:
         if v.in_user_mode:
-            raise GuestError("hypercall.user-mode", f"{spec.name} issued from user mode")
+            raise GuestError(rules.HYPERCALL_USER_MODE, f"{spec.name} issued from user mode")
         result = spec.fn(xen, v, *args)
     except GuestError as err:
         xen.tracer.emit(

@@ -12,7 +12,8 @@ from typing import Any
 
 import attrs
 
-from hypervisor.abi import DOMID_SELF, MmuUpdate
+from hypervisor import rules
+from hypervisor.abi import DOMID_SELF, PAGE_SHIFT, Mfn, MmuUpdate, maddr_mfn, maddr_slot
 from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int, as_sequence, mmu_request
 from hypervisor.hypercalls.common import get_pg_owner, ram_page
@@ -52,7 +53,7 @@ def _pt_owner(xen: XenState, d: PvDomain, pfd: int) -> PvDomain:
         return d
     dom = xen.domains.get(domid)
     if dom is None:
-        raise GuestError("foreigndom.unknown", f"there is no domain {domid} (page-table owner)")
+        raise GuestError(rules.FOREIGNDOM_UNKNOWN, f"there is no domain {domid} (page-table owner)")
     return dom
 
 
@@ -87,7 +88,7 @@ def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
     (still an L1 in use) re-read for every request. Frames on an owner's
     allocation list are never freed, so the remembered object stays valid.
     """
-    last_mfn: int = -1
+    last_mfn = -1
     last_pg: PageInfo | None = None
     last_words: memoryview | None = None
     pt_owner, pg_owner, denied = batch.pt_owner, batch.pg_owner, batch.denied
@@ -104,7 +105,7 @@ def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
                 ptr, val = mmu_request(r)
             if denied:
                 raise _xsm_refusal(batch)
-            mfn = ptr >> 12
+            mfn: Mfn = ptr >> PAGE_SHIFT  # type: ignore[assignment] # maddr_mfn, inlined
             if (
                 mfn == last_mfn
                 and not ptr & 7
@@ -113,7 +114,8 @@ def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
                 and last_pg.type is L1
                 and last_pg.type_count
             ):
-                mod_l1_entry(xen, mfn, last_words, (ptr & 0xFF8) >> 3, val, pt_owner, pg_owner)
+                slot = (ptr & 0xFF8) >> 3  # maddr_slot, inlined
+                mod_l1_entry(xen, mfn, last_words, slot, val, pt_owner, pg_owner)
                 continue
             cmd = ptr & 7
             if cmd in (0, 2, 3):
@@ -123,7 +125,7 @@ def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
             elif cmd == 1:
                 _machphys_update(xen, ptr, val, batch)
             else:
-                raise GuestError("mmu.unknown-command", f"ptr {ptr:#x} carries command {cmd}")
+                raise GuestError(rules.MMU_UNKNOWN_COMMAND, f"ptr {ptr:#x} carries command {cmd}")
     except GuestError as err:
         err.done = i
         raise
@@ -134,22 +136,22 @@ def _xsm_refusal(batch: _Batch) -> GuestError:
     caller = batch.caller.domid
     if batch.pg_owner is not batch.caller:
         return GuestError(
-            "foreigndom.not-privileged", f"d{caller} may not update d{batch.pg_owner.domid}"
+            rules.FOREIGNDOM_NOT_PRIVILEGED, f"d{caller} may not update d{batch.pg_owner.domid}"
         )
     return GuestError(
-        "foreigndom.not-privileged", f"d{caller} may not update d{batch.pt_owner.domid}'s tables"
+        rules.FOREIGNDOM_NOT_PRIVILEGED,
+        f"d{caller} may not update d{batch.pt_owner.domid}'s tables",
     )
 
 
 def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad: bool) -> PageInfo:
     """One MMU_NORMAL_PT_UPDATE / PRESERVE_AD / NO_TRANSLATE request."""
     pt_owner, pg_owner = batch.pt_owner, batch.pg_owner
-    mfn = ptr >> 12
-    slot = (ptr & 0xFF8) >> 3
+    mfn, slot = maddr_mfn(ptr), maddr_slot(ptr)
     pg = ram_page(xen, mfn)
     if pg is None or pg.owner != pt_owner.domid or not pg.count:
         raise GuestError(
-            "mmu.ptr-frame-not-owned",
+            rules.MMU_PTR_FRAME_NOT_OWNED,
             f"ptr {ptr:#x} lies in mfn {mfn:#x}, which d{pt_owner.domid} does not own",
         )
     t = pg.type
@@ -159,7 +161,7 @@ def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad
         elif t in UPPER:
             if pg_owner is not pt_owner:
                 raise GuestError(
-                    "mmu.foreign-upper-level",
+                    rules.MMU_FOREIGN_UPPER_LEVEL,
                     f"L{int(t)} mfn {mfn:#x} updated with foreigndom d{pg_owner.domid}",
                 )
             mod_upper_entry(xen, int(t), mfn, pg, slot, val, pt_owner, preserve_ad)
@@ -168,7 +170,7 @@ def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad
             xen.mem.words(mfn)[slot] = val
         else:
             raise GuestError(
-                "mmu.ptr-frame-wrong-type", f"mfn {mfn:#x} is a {t.name.lower()} page in use"
+                rules.MMU_PTR_FRAME_WRONG_TYPE, f"mfn {mfn:#x} is a {t.name.lower()} page in use"
             )
         return pg
     # Not in use as anything: a plain store, under a temporary writable type.
@@ -179,16 +181,16 @@ def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad
 
 
 def _machphys_update(xen: XenState, ptr: int, val: int, batch: _Batch) -> None:
-    """MMU_MACHPHYS_UPDATE: ``M2P[ptr >> 12] = val``, for the frame's owner only."""
+    """MMU_MACHPHYS_UPDATE: ``M2P[maddr_mfn(ptr)] = val``, for the frame's owner only."""
     if batch.pt_owner is not batch.caller:
         raise GuestError(
-            "machphys.foreign-pfd",
+            rules.MACHPHYS_FOREIGN_PFD,
             f"MACHPHYS_UPDATE with page-table owner d{batch.pt_owner.domid}",
         )
-    mfn = ptr >> 12
+    mfn = maddr_mfn(ptr)
     pg = ram_page(xen, mfn)
     if pg is None or pg.owner != batch.pg_owner.domid or not pg.count:
         raise GuestError(
-            "machphys.not-owned", f"mfn {mfn:#x} is not owned by d{batch.pg_owner.domid}"
+            rules.MACHPHYS_NOT_OWNED, f"mfn {mfn:#x} is not owned by d{batch.pg_owner.domid}"
         )
     xen.m2p[mfn] = val

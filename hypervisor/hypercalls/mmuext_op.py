@@ -8,20 +8,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hypervisor.abi import DOMID_SELF, MmuExtCmd
+from hypervisor import rules
+from hypervisor.abi import DOMID_SELF, Mfn, MmuExtCmd
 from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int, as_sequence, mmuext_request
 from hypervisor.hypercalls.common import get_pg_owner, guest_va_ok, ram_page
 from hypervisor.hypercalls.dispatch import hypercall
 from hypervisor.mm.domain import PvDomain, PvVcpu
 from hypervisor.mm.frames import PageInfo, PageType
-from hypervisor.mm.refs import get_page, get_page_type, put_page, put_page_and_type, put_page_type
+from hypervisor.mm.refs import get_page, get_page_type, put_page, put_page_and_type
 from hypervisor.mm.state import XenState
+from hypervisor.rules import Rule
 
 __all__ = ["COMMANDS", "do_mmuext_op"]
 
 Op = Callable[[XenState, PvVcpu, PvDomain, int, int], None]
 COMMANDS: dict[int, Op] = {}
+WRITABLE = PageType.WRITABLE
 PIN_TYPE = {0: PageType.L1, 1: PageType.L2, 2: PageType.L3, 3: PageType.L4}
 
 
@@ -40,10 +43,10 @@ def do_mmuext_op(xen: XenState, v: PvVcpu, ops: Any, foreigndom: Any = DOMID_SEL
     d = v.domain
     pg_owner = get_pg_owner(xen, d, as_int(foreigndom, 16, "foreigndom"))
     if pg_owner is xen.dom_io or pg_owner is xen.dom_xen:
-        raise GuestError("mmuext.fd-not-pv", f"foreigndom d{pg_owner.domid:#x}")
+        raise GuestError(rules.MMUEXT_FD_NOT_PV, f"foreigndom d{pg_owner.domid:#x}")
     if pg_owner is not d and not d.privileged:
         raise GuestError(
-            "foreigndom.not-privileged", f"d{d.domid} may not act on d{pg_owner.domid}"
+            rules.FOREIGNDOM_NOT_PRIVILEGED, f"d{d.domid} may not act on d{pg_owner.domid}"
         )
     ops = as_sequence(ops, "ops")
     xen.stats["requests"] += len(ops)
@@ -53,7 +56,7 @@ def do_mmuext_op(xen: XenState, v: PvVcpu, ops: Any, foreigndom: Any = DOMID_SEL
             cmd, arg1, arg2 = mmuext_request(op)
             handler = COMMANDS.get(cmd)
             if handler is None:
-                raise GuestError("mmuext.unknown-command", f"command {cmd}")
+                raise GuestError(rules.MMUEXT_UNKNOWN_COMMAND, f"command {cmd}")
             handler(xen, v, pg_owner, arg1, arg2)
         except GuestError as err:
             err.done = i
@@ -77,36 +80,49 @@ def _context(i: int, n: int, cmd: int, arg1: int) -> str:
 _MFN_COMMANDS = {0, 1, 2, 3, 4, 5, 15, 16, 17}
 
 
-def _owned(xen: XenState, mfn: int, owner: PvDomain, rule_id: str, what: str) -> PageInfo:
-    """Take a general reference on ``mfn`` for ``owner`` or refuse with ``rule_id``."""
+def _owned(xen: XenState, mfn: Mfn, owner: PvDomain, refuse: Rule, what: str) -> PageInfo:
+    """Take a general reference on ``mfn`` for ``owner`` or refuse with rule
+    ``refuse`` (mm.c ``get_page_from_mfn``). Released with ``put_page``."""
     pg = ram_page(xen, mfn)
     if not get_page(pg, owner.domid):
-        raise GuestError(rule_id, f"{what} mfn {mfn:#x} is not owned by d{owner.domid}")
+        raise GuestError(refuse, f"{what} mfn {mfn:#x} is not owned by d{owner.domid}")
     assert pg is not None
+    return pg
+
+
+def _get_page_and_type(
+    xen: XenState, mfn: Mfn, owner: PvDomain, t: PageType, refuse: Rule, what: str
+) -> PageInfo:
+    """A general and a type-``t`` reference together, or neither: ``refuse``
+    when ``owner`` does not own the frame, the type's own rule otherwise
+    (mm.h ``get_page_and_type``). Released with ``put_page_and_type``."""
+    pg = _owned(xen, mfn, owner, refuse, what)
+    try:
+        get_page_type(xen, mfn, pg, t)
+    except GuestError:
+        put_page(xen, mfn, pg)
+        raise
     return pg
 
 
 def _self_only(v: PvVcpu, pg_owner: PvDomain, what: str) -> None:
     if pg_owner is not v.domain:
-        raise GuestError("mmuext.foreign-op", f"{what} with foreigndom d{pg_owner.domid}")
+        raise GuestError(rules.MMUEXT_FOREIGN_OP, f"{what} with foreigndom d{pg_owner.domid}")
 
 
 def _make_pin(t: PageType) -> Op:
     """MMUEXT_PIN_Ln_TABLE: validate as Ln and hold it with a pin (not nested)."""
 
-    def pin(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _arg2: int) -> None:
+    def pin(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _arg2: int) -> None:
         if t is PageType.L4 and pg_owner.is_32bit:
             return  # PIN_L4 on a 32-bit guest: a silent no-op
-        pg = _owned(xen, mfn, pg_owner, "pin.not-owned", f"PIN_L{int(t)}_TABLE of")
-        try:
-            get_page_type(xen, mfn, pg, t)
-        except GuestError:
-            put_page(xen, mfn, pg)
-            raise
+        mfn = Mfn(arg1)
+        pg = _get_page_and_type(
+            xen, mfn, pg_owner, t, rules.PIN_NOT_OWNED, f"PIN_L{int(t)}_TABLE of"
+        )
         if pg.pinned:
-            put_page_type(xen, mfn, pg)
-            put_page(xen, mfn, pg)
-            raise GuestError("pin.already-pinned", f"mfn {mfn:#x} is already pinned")
+            put_page_and_type(xen, mfn, pg)
+            raise GuestError(rules.PIN_ALREADY_PINNED, f"mfn {mfn:#x} is already pinned")
         pg.pinned = True
 
     pin.__doc__ = f"MMUEXT_PIN_L{int(t)}_TABLE (mm.c do_mmuext_op)."
@@ -118,35 +134,32 @@ for _cmd, _t in PIN_TYPE.items():
 
 
 @command(4)
-def _unpin(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _arg2: int) -> None:
+def _unpin(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _arg2: int) -> None:
     """MMUEXT_UNPIN_TABLE: drop the pin's references. Being the current base,
     or being referenced by other tables, is *not* checked."""
-    pg = _owned(xen, mfn, pg_owner, "unpin.not-owned", "UNPIN_TABLE of")
+    mfn = Mfn(arg1)
+    pg = _owned(xen, mfn, pg_owner, rules.UNPIN_NOT_OWNED, "UNPIN_TABLE of")
     if not pg.pinned:
         put_page(xen, mfn, pg)
-        raise GuestError("unpin.not-pinned", f"mfn {mfn:#x} is not pinned")
+        raise GuestError(rules.UNPIN_NOT_PINNED, f"mfn {mfn:#x} is not pinned")
     pg.pinned = False
     put_page_and_type(xen, mfn, pg)
     put_page(xen, mfn, pg)
 
 
 @command(5)
-def _new_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _arg2: int) -> None:
+def _new_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _arg2: int) -> None:
     """MMUEXT_NEW_BASEPTR (mm.c ``new_guest_cr3``): takes its own top-level
     type reference, validating the tree if needed -- no pin required."""
+    mfn = Mfn(arg1)
     if pg_owner is not v.domain:
-        raise GuestError("baseptr.foreign", f"NEW_BASEPTR with foreigndom d{pg_owner.domid}")
+        raise GuestError(rules.BASEPTR_FOREIGN, f"NEW_BASEPTR with foreigndom d{pg_owner.domid}")
     old = v.guest_table
     if mfn == old:
         _load(xen, v, mfn)
         return
     t = PageType.L3 if v.domain.is_32bit else PageType.L4
-    pg = _owned(xen, mfn, v.domain, "baseptr.not-owned", "NEW_BASEPTR")
-    try:
-        get_page_type(xen, mfn, pg, t)
-    except GuestError:
-        put_page(xen, mfn, pg)
-        raise
+    _get_page_and_type(xen, mfn, v.domain, t, rules.BASEPTR_NOT_OWNED, "NEW_BASEPTR")
     v.guest_table = mfn
     if not v.in_user_mode:
         _load(xen, v, mfn)
@@ -154,28 +167,28 @@ def _new_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _arg2: 
         put_page_and_type(xen, old, xen.frames[old])
 
 
-def _load(xen: XenState, v: PvVcpu, mfn: int) -> None:
+def _load(xen: XenState, v: PvVcpu, mfn: Mfn) -> None:
     v.mmu.root = mfn
     xen.flush_vcpu(v, "new_baseptr")
 
 
 @command(15)
-def _new_user_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _a: int) -> None:
+def _new_user_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _a: int) -> None:
     """MMUEXT_NEW_USER_BASEPTR: the L4 used in user mode (64-bit only); 0 clears it."""
+    mfn = Mfn(arg1)
     if pg_owner is not v.domain:
-        raise GuestError("baseptr.foreign", f"NEW_USER_BASEPTR with foreigndom d{pg_owner.domid}")
+        raise GuestError(
+            rules.BASEPTR_FOREIGN, f"NEW_USER_BASEPTR with foreigndom d{pg_owner.domid}"
+        )
     if v.domain.is_32bit:
-        raise GuestError("baseptr.no-user-base-32", "NEW_USER_BASEPTR on a 32-bit guest")
+        raise GuestError(rules.BASEPTR_NO_USER_BASE_32, "NEW_USER_BASEPTR on a 32-bit guest")
     old = v.guest_table_user
     if mfn == old:
         return
     if mfn:
-        pg = _owned(xen, mfn, v.domain, "baseptr.not-owned", "NEW_USER_BASEPTR")
-        try:
-            get_page_type(xen, mfn, pg, PageType.L4)
-        except GuestError:
-            put_page(xen, mfn, pg)
-            raise
+        _get_page_and_type(
+            xen, mfn, v.domain, PageType.L4, rules.BASEPTR_NOT_OWNED, "NEW_USER_BASEPTR"
+        )
     v.guest_table_user = mfn
     if old:
         put_page_and_type(xen, old, xen.frames[old])
@@ -219,7 +232,9 @@ def _flush_cache(xen: XenState, v: PvVcpu, pg_owner: PvDomain, _arg1: int, _arg2
     """MMUEXT_FLUSH_CACHE(_GLOBAL): only with I/O privileges."""
     _self_only(v, pg_owner, "FLUSH_CACHE")
     if not v.domain.privileged:
-        raise GuestError("mmuext.cache-flush-denied", f"d{v.domain.domid} has no I/O privileges")
+        raise GuestError(
+            rules.MMUEXT_CACHE_FLUSH_DENIED, f"d{v.domain.domid} has no I/O privileges"
+        )
 
 
 @command(13)
@@ -233,36 +248,29 @@ def _set_ldt(xen: XenState, v: PvVcpu, pg_owner: PvDomain, base: int, ents: int)
         or not guest_va_ok(v.domain, base)
         or not guest_va_ok(v.domain, end)
     ):
-        raise GuestError("mmuext.bad-ldt", f"SET_LDT base {base:#x}, {ents} entries")
+        raise GuestError(rules.MMUEXT_BAD_LDT, f"SET_LDT base {base:#x}, {ents} entries")
     v.ldt_base, v.ldt_ents = base, ents
 
 
 @command(16)
-def _clear_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, mfn: int, _arg2: int) -> None:
+def _clear_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _arg2: int) -> None:
     """MMUEXT_CLEAR_PAGE: zero a frame that can take the writable type."""
-    pg = _owned(xen, mfn, pg_owner, "page.not-owned", "CLEAR_PAGE of")
-    try:
-        get_page_type(xen, mfn, pg, PageType.WRITABLE)
-    except GuestError:
-        put_page(xen, mfn, pg)
-        raise
+    mfn = Mfn(arg1)
+    pg = _get_page_and_type(xen, mfn, pg_owner, WRITABLE, rules.PAGE_NOT_OWNED, "CLEAR_PAGE of")
     xen.mem.zero(mfn)
     put_page_and_type(xen, mfn, pg)
 
 
 @command(17)
-def _copy_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, dst: int, src: int) -> None:
+def _copy_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, arg2: int) -> None:
     """MMUEXT_COPY_PAGE: copy ``arg2`` (any type) over ``arg1`` (must take writable)."""
-    spg = _owned(xen, src, pg_owner, "page.not-owned", "COPY_PAGE source")
+    dst, src = Mfn(arg1), Mfn(arg2)
+    spg = _owned(xen, src, pg_owner, rules.PAGE_NOT_OWNED, "COPY_PAGE source")
     try:
-        dpg = _owned(xen, dst, pg_owner, "page.not-owned", "COPY_PAGE destination")
+        dpg = _get_page_and_type(
+            xen, dst, pg_owner, WRITABLE, rules.PAGE_NOT_OWNED, "COPY_PAGE destination"
+        )
     except GuestError:
-        put_page(xen, src, spg)
-        raise
-    try:
-        get_page_type(xen, dst, dpg, PageType.WRITABLE)
-    except GuestError:
-        put_page(xen, dst, dpg)
         put_page(xen, src, spg)
         raise
     xen.mem.copy(dst, src)
@@ -273,4 +281,4 @@ def _copy_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, dst: int, src: int)
 @command(19, 20)
 def _superpages(xen: XenState, v: PvVcpu, pg_owner: PvDomain, _arg1: int, _arg2: int) -> None:
     """MMUEXT_MARK_SUPER / UNMARK_SUPER: removed in Xen 4.10."""
-    raise GuestError("mmuext.no-superpages", "MARK_SUPER/UNMARK_SUPER")
+    raise GuestError(rules.MMUEXT_NO_SUPERPAGES, "MARK_SUPER/UNMARK_SUPER")

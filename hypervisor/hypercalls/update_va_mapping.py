@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypervisor.abi import PAGE_SHIFT, PTE_MFN_MASK, UVMF_NONE
+from hypervisor import rules
+from hypervisor.abi import _PAGE_PRESENT, _PAGE_PSE, PAGE_SHIFT, UVMF_NONE, Mfn, pte_mfn
 from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int
 from hypervisor.hypercalls.common import get_pg_owner, guest_va_ok, ram_page
@@ -19,36 +20,37 @@ from hypervisor.mm.state import XenState
 
 __all__ = ["do_update_va_mapping", "do_update_va_mapping_otherdomain", "guest_l1e"]
 
-P, PSE = 0x1, 0x80
 _WALK = {4: ((39, 511), (30, 511), (21, 511)), 3: ((30, 3), (21, 511))}
 
 
-def guest_l1e(xen: XenState, v: PvVcpu, va: int) -> tuple[int, int]:
+def guest_l1e(xen: XenState, v: PvVcpu, va: int) -> tuple[Mfn, int]:
     """``(l1 mfn, slot)`` of the L1 entry mapping ``va`` in the vCPU's kernel
     tables (``map_guest_l1e``); EINVAL when there is no validated L1 of the
     caller's for it. Walks the tables, never the TLB."""
     d = v.domain
     if not guest_va_ok(d, va):
-        raise GuestError("uvm.bad-va", f"{va:#x} is not a guest virtual address")
+        raise GuestError(rules.UVM_BAD_VA, f"{va:#x} is not a guest virtual address")
     table = v.guest_table
     for shift, imask in _WALK[d.levels]:
         e = xen.mem.peek(table)[(va >> shift) & imask] if table else 0
-        if not e & P or (shift == 21 and e & PSE):
-            raise GuestError("uvm.no-l1", f"no L1 maps {va:#x} (the walk stops at shift {shift})")
-        table = (e & PTE_MFN_MASK) >> PAGE_SHIFT
+        if not e & _PAGE_PRESENT or (shift == 21 and e & _PAGE_PSE):
+            raise GuestError(
+                rules.UVM_NO_L1, f"no L1 maps {va:#x} (the walk stops at shift {shift})"
+            )
+        table = pte_mfn(e)
     pg = ram_page(xen, table)
     if pg is None or pg.owner != d.domid or not pg.type_count or pg.type is not PageType.L1:
         raise GuestError(
-            "uvm.no-l1",
+            rules.UVM_NO_L1,
             f"the frame mapping {va:#x} (mfn {table:#x}) is not a validated L1 of yours",
         )
-    return table, (va >> 12) & 511
+    return table, (va >> PAGE_SHIFT) & 511
 
 
 def _flags(flags: Any) -> tuple[int, int]:
     flags = as_int(flags, 64, "flags")
     if flags & 3 == 3 or flags & ~3 not in (0, 4):
-        raise GuestError("uvm.bad-flags", f"flags {flags:#x}")
+        raise GuestError(rules.UVM_BAD_FLAGS, f"flags {flags:#x}")
     return flags & 3, flags & 4
 
 
@@ -83,5 +85,7 @@ def do_update_va_mapping_otherdomain(
     d = v.domain
     pg_owner = get_pg_owner(xen, d, as_int(domid, 16, "domid"))
     if pg_owner is not d and not d.privileged:
-        raise GuestError("foreigndom.not-privileged", f"d{d.domid} may not map d{pg_owner.domid}")
+        raise GuestError(
+            rules.FOREIGNDOM_NOT_PRIVILEGED, f"d{d.domid} may not map d{pg_owner.domid}"
+        )
     _update(xen, v, va, val, flags, pg_owner)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypervisor import abi
+from hypervisor import abi, rules
 from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int
 from hypervisor.hypercalls.dispatch import hypercall
@@ -33,9 +33,9 @@ def do_vm_assist(xen: XenState, v: PvVcpu, cmd: Any, type: Any) -> None:
     type = as_int(type, 32, "type")
     d = v.domain
     if cmd not in (abi.VMASST_CMD_enable, abi.VMASST_CMD_disable):
-        raise GuestError("vm_assist.bad-cmd", f"command {cmd}")
+        raise GuestError(rules.VM_ASSIST_BAD_CMD, f"command {cmd}")
     if type not in (VALID_COMPAT if d.is_32bit else VALID_64):
-        raise GuestError("vm_assist.bad-type", f"assist type {type}")
+        raise GuestError(rules.VM_ASSIST_BAD_TYPE, f"assist type {type}")
     if cmd == abi.VMASST_CMD_enable:
         d.vm_assist |= 1 << type
     else:

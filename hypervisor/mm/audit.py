@@ -15,15 +15,21 @@ from collections import Counter
 
 import attrs
 
-from hypervisor.abi import DOMID_IO
+from hypervisor.abi import (
+    _PAGE_PRESENT,
+    _PAGE_RW,
+    DOMID_IO,
+    PAGE_SHIFT,
+    PTE_MFN_MASK,
+    Mfn,
+    pte_mfn,
+)
 from hypervisor.mm.frames import PageType
 from hypervisor.mm.state import IO_FRAMES, XenState
 from hypervisor.mm.upper import guest_slots
 
 __all__ = ["Violation", "audit"]
 
-P, RW = 0x1, 0x2
-MFN40 = (1 << 40) - 1
 _LOWER = {2: PageType.L1, 3: PageType.L2, 4: PageType.L3}
 
 
@@ -40,9 +46,9 @@ def audit(xen: XenState) -> list[Violation]:
     """Every inconsistency between the stored counters and the machine's
     actual state; empty when all is well."""
     out: list[Violation] = []
-    gc: Counter[int] = Counter()
-    tc: Counter[int] = Counter()
-    lin: Counter[int] = Counter()
+    gc: Counter[Mfn] = Counter()
+    tc: Counter[Mfn] = Counter()
+    lin: Counter[Mfn] = Counter()
     frames = xen.frames
     for mfn, pg in frames.items():
         gc[mfn] += pg.allocated + pg.xen_heap + pg.pinned
@@ -95,11 +101,11 @@ def audit(xen: XenState) -> list[Violation]:
 
 def _count_entries(
     xen: XenState,
-    mfn: int,
+    mfn: Mfn,
     out: list[Violation],
-    gc: Counter[int],
-    tc: Counter[int],
-    lin: Counter[int],
+    gc: Counter[Mfn],
+    tc: Counter[Mfn],
+    lin: Counter[Mfn],
 ) -> None:
     pg = xen.frames[mfn]
     words = xen.mem.peek(mfn)
@@ -107,11 +113,11 @@ def _count_entries(
     if level == 1:
         for slot in range(512):
             e = words[slot]
-            t = (e >> 12) & MFN40
-            if not e & P or xen.is_io(t):
+            t: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn
+            if not e & _PAGE_PRESENT or xen.is_io(t):
                 continue
             gc[t] += 1
-            if e & RW:
+            if e & _PAGE_RW:
                 tc[t] += 1
                 tpg = xen.frames.get(t)
                 if tpg is not None and tpg.type is not PageType.WRITABLE:
@@ -127,8 +133,8 @@ def _count_entries(
     d = xen.domains[pg.owner]  # type: ignore[index]
     for slot in guest_slots(level, pg, d):
         e = words[slot]
-        t = (e >> 12) & MFN40
-        if not e & P or t == mfn:
+        t = pte_mfn(e)
+        if not e & _PAGE_PRESENT or t == mfn:
             continue
         gc[t] += 1
         tc[t] += 1

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import attrs
 
-from hypervisor.abi import DOMID_IO
+from hypervisor.abi import DOMID_IO, Mfn
 from hypervisor.hw import Mmu
 from hypervisor.rules import L1_CACHE_ATTRS, L1_DISALLOW_MASK
 
-__all__ = ["PvDomain", "PvVcpu"]
+__all__ = ["NO_TABLE", "PvDomain", "PvVcpu"]
+
+NO_TABLE = Mfn(0)
+"""A base pointer with nothing loaded."""
 
 
 @attrs.define(eq=False)
@@ -21,8 +24,10 @@ class PvVcpu:
     vcpu_id: int
     domain: PvDomain
     mmu: Mmu
-    guest_table: int = 0
-    guest_table_user: int = 0
+    guest_table: Mfn = NO_TABLE
+    """The kernel base pointer (``cr3``); 0 when none is loaded."""
+    guest_table_user: Mfn = NO_TABLE
+    """The user base pointer (64-bit guests); 0 when none is loaded."""
     in_user_mode: bool = False
     ldt_base: int = 0
     ldt_ents: int = 0

@@ -9,6 +9,8 @@ harmless flags takes the *fast path* and touches no count at all.
 
 from __future__ import annotations
 
+from hypervisor import rules
+from hypervisor.abi import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, Mfn
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo
@@ -25,13 +27,12 @@ from hypervisor.mm.upper import (
 
 __all__ = ["mod_l1_entry", "mod_upper_entry"]
 
-P = 0x1
-AD = 0x20 | 0x40
+AD = _PAGE_ACCESSED | _PAGE_DIRTY
 
 
 def mod_l1_entry(
     xen: XenState,
-    l1mfn: int,
+    l1mfn: Mfn,
     words: memoryview,
     slot: int,
     nl1e: int,
@@ -48,7 +49,7 @@ def mod_l1_entry(
     (``MMU_PT_UPDATE_PRESERVE_AD``). Trapped writes pass ``fastpath=False``.
     """
     ol1e = words[slot]
-    if nl1e & P:
+    if nl1e & _PAGE_PRESENT:
         try:
             if nl1e & pt_dom.l1_mask:
                 raise flags_error(nl1e, pt_dom.l1_mask, 1)
@@ -60,14 +61,14 @@ def mod_l1_entry(
             err.entry = (1, l1mfn, slot)
             raise
     words[slot] = nl1e | (ol1e & AD) if preserve_ad else nl1e
-    if ol1e & P:
+    if ol1e & _PAGE_PRESENT:
         put_page_from_l1e(xen, ol1e, pt_dom)
 
 
 def mod_upper_entry(
     xen: XenState,
     level: int,
-    c_mfn: int,
+    c_mfn: Mfn,
     c_pg: PageInfo,
     slot: int,
     ne: int,
@@ -77,11 +78,11 @@ def mod_upper_entry(
     """Set entry ``slot`` of the validated L``level`` table ``c_mfn`` (2-4) to
     ``ne`` (mm.c ``mod_l2_entry``/``mod_l3_entry``/``mod_l4_entry``)."""
     if level == 4 and 256 <= slot < 272:
-        raise GuestError("l4.xen-slot", f"slot {slot} of L4 mfn {c_mfn:#x} belongs to Xen")
+        raise GuestError(rules.L4_XEN_SLOT, f"slot {slot} of L4 mfn {c_mfn:#x} belongs to Xen")
     if d.is_32bit and level == 3 and slot >= 3:
-        raise GuestError("l3.pae-slot", f"slot {slot} of PAE L3 mfn {c_mfn:#x}")
+        raise GuestError(rules.L3_PAE_SLOT, f"slot {slot} of PAE L3 mfn {c_mfn:#x}")
     if level == 2 and c_pg.pae_xen_l2 and slot >= PAE_FIRST_XEN_L2_SLOT:
-        raise GuestError("l2.pae-xen-slot", f"slot {slot} of PAE Xen L2 mfn {c_mfn:#x}")
+        raise GuestError(rules.L2_PAE_XEN_SLOT, f"slot {slot} of PAE Xen L2 mfn {c_mfn:#x}")
     words = xen.mem.words(c_mfn)
     oe = words[slot]
     try:
@@ -95,16 +96,16 @@ def mod_upper_entry(
         words[slot] = ne | (oe & AD) if preserve_ad else ne
         return
     words[slot] = ne | (oe & AD) if preserve_ad else ne
-    if oe & P:
+    if oe & _PAGE_PRESENT:
         put_page_from_lne(xen, oe, c_mfn, c_pg)
 
 
 def _take_upper(
-    xen: XenState, level: int, c_mfn: int, c_pg: PageInfo, slot: int, oe: int, ne: int, d: PvDomain
+    xen: XenState, level: int, c_mfn: Mfn, c_pg: PageInfo, slot: int, oe: int, ne: int, d: PvDomain
 ) -> int:
     """Check ``ne`` and take its references; return the value to store, or its
     bitwise complement (negative) when the fast path applies and nothing was taken."""
-    if ne & P:
+    if ne & _PAGE_PRESENT:
         mask = disallow_mask(level, d)
         if ne & mask:
             raise flags_error(ne, mask, level)

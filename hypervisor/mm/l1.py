@@ -9,7 +9,16 @@ frame with writable mappings cannot take a page-table type (EINVAL there).
 
 from __future__ import annotations
 
-from hypervisor.abi import DOMID_IO, INVALID_MFN
+from hypervisor import rules
+from hypervisor.abi import (
+    _PAGE_PRESENT,
+    _PAGE_RW,
+    DOMID_IO,
+    INVALID_MFN,
+    PAGE_SHIFT,
+    PTE_MFN_MASK,
+    Mfn,
+)
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo, PageType
@@ -19,8 +28,6 @@ from hypervisor.rules import L1_CACHE_ATTRS
 
 __all__ = ["get_page_from_l1e", "l1_disallow_mask", "put_page_from_l1e"]
 
-P, RW = 0x1, 0x2
-MFN40 = (1 << 40) - 1
 WRITABLE = PageType.WRITABLE
 
 
@@ -29,18 +36,19 @@ def l1_disallow_mask(d: PvDomain) -> int:
     return d.l1_mask
 
 
-def _get_io(xen: XenState, mfn: int, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
+def _get_io(xen: XenState, mfn: Mfn, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
     """I/O memory (the first MiB, or beyond RAM): permission only, no counts."""
     if mfn == INVALID_MFN:
-        raise GuestError("l1.invalid-mfn", f"mfn {mfn:#x} is INVALID_MFN")
+        raise GuestError(rules.L1_INVALID_MFN, f"mfn {mfn:#x} is INVALID_MFN")
     eff = l1_owner if pg_owner is xen.dom_io else pg_owner
     if not eff.privileged:
         raise GuestError(
-            "l1.io-no-permission", f"mfn {mfn:#x} is I/O memory and d{eff.domid} has no access"
+            rules.L1_IO_NO_PERMISSION, f"mfn {mfn:#x} is I/O memory and d{eff.domid} has no access"
         )
     if eff is not l1_owner and not l1_owner.privileged:
         raise GuestError(
-            "l1.io-no-permission", f"mfn {mfn:#x} is I/O memory and d{l1_owner.domid} has no access"
+            rules.L1_IO_NO_PERMISSION,
+            f"mfn {mfn:#x} is I/O memory and d{l1_owner.domid} has no access",
         )
 
 
@@ -51,7 +59,7 @@ def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDom
     mapped frame. Checks, in Xen's order: flags (EINVAL), I/O memory (EPERM),
     the owner (EBUSY), and with RW the writable type (EBUSY).
     """
-    mfn = (e >> 12) & MFN40
+    mfn: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn, inlined
     pg = xen.frames.get(mfn)
     # The common case first: FD's own frame, allowed flags, read-only or
     # already writable. It takes exactly the references the full path would.
@@ -61,7 +69,7 @@ def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDom
         and not e & l1_owner.l1_mask
         and not pg.xen_heap
     ):
-        if not e & RW:
+        if not e & _PAGE_RW:
             pg.count += 1
             return
         if pg.type is WRITABLE and pg.type_count:
@@ -72,7 +80,7 @@ def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDom
 
 
 def _get_page_from_l1e_checked(
-    xen: XenState, e: int, mfn: int, pg: PageInfo | None, l1_owner: PvDomain, pg_owner: PvDomain
+    xen: XenState, e: int, mfn: Mfn, pg: PageInfo | None, l1_owner: PvDomain, pg_owner: PvDomain
 ) -> None:
     """Every check of ``get_page_from_l1e``, in Xen's order."""
     if e & l1_owner.l1_mask:
@@ -81,25 +89,25 @@ def _get_page_from_l1e_checked(
         _get_io(xen, mfn, l1_owner, pg_owner)
         return
     if pg is None or pg.count == 0:
-        raise GuestError("l1.free-frame", f"mfn {mfn:#x} is free memory, owned by nobody")
+        raise GuestError(rules.L1_FREE_FRAME, f"mfn {mfn:#x} is free memory, owned by nobody")
     owner = pg.owner
     if owner != pg_owner.domid and (pg_owner is l1_owner or not pg_owner.privileged):
         raise GuestError(
-            "l1.foreign-frame",
+            rules.L1_FOREIGN_FRAME,
             f"mfn {mfn:#x} belongs to {_owner_name(owner)}, not d{pg_owner.domid}",
         )
     pg.count += 1
-    if e & RW:
+    if e & _PAGE_RW:
         if pg.type_count and pg.type is not WRITABLE:
             pg.count -= 1
             raise GuestError(
-                "l1.writable-pagetable",
+                rules.L1_WRITABLE_PAGETABLE,
                 f"mfn {mfn:#x} is {describe(pg)} and cannot be mapped writable",
             )
         get_page_type(xen, mfn, pg, WRITABLE)
     if e & L1_CACHE_ATTRS and pg.xen_heap:
         put_page_from_l1e(xen, e, l1_owner)
-        raise GuestError("l1.cache-attr-xen-heap", f"mfn {mfn:#x} is a Xen-heap page")
+        raise GuestError(rules.L1_CACHE_ATTR_XEN_HEAP, f"mfn {mfn:#x} is a Xen-heap page")
 
 
 def _owner_name(owner: int | None) -> str:
@@ -115,11 +123,11 @@ def _owner_name(owner: int | None) -> str:
 def put_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain) -> None:
     """Release what a present L1 entry held (mm.c ``put_page_from_l1e``).
     I/O frames (no metadata) held nothing."""
-    mfn = (e >> 12) & MFN40
+    mfn: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn, inlined
     pg = xen.frames.get(mfn)
     if pg is None or mfn < IO_FRAMES:
         return
-    if e & RW:
+    if e & _PAGE_RW:
         pg.type_count -= 1  # writable: no devalidation to do
     pg.count -= 1
     if not pg.count:
@@ -127,7 +135,7 @@ def put_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain) -> None:
 
 
 @registers(PROMOTE, PageType.L1)
-def promote_l1_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def promote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """Validate every present entry of an L1; all or nothing (mm.c ``promote_l1_table``).
 
     Validation always runs with the L1's owner as FD: an L1 holding a foreign
@@ -137,24 +145,24 @@ def promote_l1_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
     words = xen.mem.peek(mfn)
     for slot in range(512):
         e = words[slot]
-        if not e & P:
+        if not e & _PAGE_PRESENT:
             continue
         try:
             get_page_from_l1e(xen, e, d, d)
         except GuestError as err:
             for undo in range(slot):
-                if words[undo] & P:
+                if words[undo] & _PAGE_PRESENT:
                     put_page_from_l1e(xen, words[undo], d)
             err.path.insert(0, (1, mfn, slot))
             raise
 
 
 @registers(DEMOTE, PageType.L1)
-def demote_l1_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def demote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """Release every present entry's references (mm.c ``demote_l1_table``)."""
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.peek(mfn)
     for slot in range(512):
         e = words[slot]
-        if e & P:
+        if e & _PAGE_PRESENT:
             put_page_from_l1e(xen, e, d)

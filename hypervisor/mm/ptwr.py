@@ -8,7 +8,7 @@ performed: the guest gets the page fault. No TLB flush is done.
 
 from __future__ import annotations
 
-from hypervisor.abi import VMASST_TYPE_writable_pagetables
+from hypervisor.abi import _PAGE_RW, VMASST_TYPE_writable_pagetables
 from hypervisor.errors import GuestError
 from hypervisor.hw import WalkFault, walk
 from hypervisor.mm.domain import PvVcpu
@@ -18,8 +18,6 @@ from hypervisor.mm.state import XenState
 from hypervisor.trace import TrappedWriteRecord
 
 __all__ = ["ptwr_emulate"]
-
-RW = 0x2
 
 
 def ptwr_emulate(xen: XenState, v: PvVcpu, va: int, value: int, size: int) -> str | None:
@@ -34,7 +32,7 @@ def ptwr_emulate(xen: XenState, v: PvVcpu, va: int, value: int, size: int) -> st
         t = walk(xen.mem, v.guest_table, va, levels=d.levels, write=False, user=False, set_ad=False)
     except WalkFault as f:
         return f.why
-    if t.leaf & RW:
+    if t.leaf & _PAGE_RW:
         return "the leaf mapping is writable; an upper level is read-only"
     pg = xen.frames.get(t.mfn)
     if pg is None or pg.owner != d.domid or pg.type is not PageType.L1 or not pg.type_count:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hypervisor import rules
+from hypervisor.abi import _PAGE_PRESENT, _PAGE_RW, Mfn, pte_mfn
 from hypervisor.errors import GuestError
 from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.mm.state import XenState
@@ -30,12 +32,13 @@ __all__ = [
     "registers",
 ]
 
-PromoteFn = Callable[[XenState, int, PageInfo], None]
+PromoteFn = Callable[[XenState, Mfn, PageInfo], None]
 PROMOTE: dict[PageType, PromoteFn] = {}
 """Validation of a frame as each page-table type (``promote_lN_table``)."""
 DEMOTE: dict[PageType, PromoteFn] = {}
 """Devalidation (``demote_lN_table``): release every entry's references."""
 
+RW_PRESENT = _PAGE_PRESENT | _PAGE_RW
 WRITABLE = PageType.WRITABLE
 NONE = PageType.NONE
 
@@ -59,7 +62,7 @@ def get_page(pg: PageInfo | None, domid: int) -> bool:
     return True
 
 
-def put_page(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def put_page(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """Drop a general reference; the last one frees the frame (``put_page``)."""
     pg.count -= 1
     if pg.count == 0:
@@ -85,12 +88,12 @@ def describe(pg: PageInfo) -> str:
 def flags_error(e: int, mask: int, level: int) -> GuestError:
     """The refusal of a present entry carrying flags its level disallows."""
     return GuestError(
-        "entry.disallowed-flags",
+        rules.ENTRY_DISALLOWED_FLAGS,
         f"L{level} entry {e:#x} carries disallowed flag bits {e & mask:#x}",
     )
 
 
-def find_writable_mappings(xen: XenState, mfn: int) -> list[tuple[int, int]]:
+def find_writable_mappings(xen: XenState, mfn: Mfn) -> list[tuple[Mfn, int]]:
     """Every ``(l1 mfn, slot)`` of a validated L1 with an RW entry mapping ``mfn``."""
     hits = []
     for l1mfn, pg in xen.frames.items():
@@ -98,12 +101,12 @@ def find_writable_mappings(xen: XenState, mfn: int) -> list[tuple[int, int]]:
             words = xen.mem.peek(l1mfn)
             for slot in range(512):
                 e = words[slot]
-                if e & 3 == 3 and (e >> 12) & 0xFFFFFFFFFF == mfn:
+                if e & RW_PRESENT == RW_PRESENT and pte_mfn(e) == mfn:
                     hits.append((l1mfn, slot))
     return hits
 
 
-def _mismatch(xen: XenState, mfn: int, pg: PageInfo, t: PageType, xen_l2: bool) -> GuestError:
+def _mismatch(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bool) -> GuestError:
     want = f"L{int(t)}" if t.is_pagetable else t.name.lower()
     if xen_l2:
         want += " (PAE Xen L2)"
@@ -114,13 +117,13 @@ def _mismatch(xen: XenState, mfn: int, pg: PageInfo, t: PageType, xen_l2: bool) 
         n = len(hits)
         by = f" by {n} L1 entr{'y' if n == 1 else 'ies'} ({where}{more})" if hits else ""
         return GuestError(
-            "type.writable-mapped", f"mfn {mfn:#x} is still mapped writable{by}; wanted {want}"
+            rules.TYPE_WRITABLE_MAPPED, f"mfn {mfn:#x} is still mapped writable{by}; wanted {want}"
         )
-    rule_id = "type.in-use" if t is WRITABLE else "type.mismatch"
+    rule_id = rules.TYPE_IN_USE if t is WRITABLE else rules.TYPE_MISMATCH
     return GuestError(rule_id, f"mfn {mfn:#x} is {describe(pg)}; wanted {want}")
 
 
-def get_page_type(xen: XenState, mfn: int, pg: PageInfo, t: PageType, xen_l2: bool = False) -> None:
+def get_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bool = False) -> None:
     """Take a type reference of type ``t`` (mm.c ``_get_page_type``).
 
     With a non-zero count the type must match. At count 0 the type may change
@@ -153,7 +156,7 @@ def get_page_type(xen: XenState, mfn: int, pg: PageInfo, t: PageType, xen_l2: bo
     pg.validated = True
 
 
-def put_page_type(xen: XenState, mfn: int, pg: PageInfo, container: PageInfo | None = None) -> None:
+def put_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, container: PageInfo | None = None) -> None:
     """Drop a type reference (mm.c ``_put_page_type``). ``container`` is the
     table whose entry held it: a same-level container means a linear entry,
     whose counters are undone. The last reference of a page table devalidates
@@ -167,6 +170,6 @@ def put_page_type(xen: XenState, mfn: int, pg: PageInfo, container: PageInfo | N
     pg.type_count -= 1
 
 
-def put_page_and_type(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def put_page_and_type(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     put_page_type(xen, mfn, pg)
     put_page(xen, mfn, pg)

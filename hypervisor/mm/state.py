@@ -5,8 +5,9 @@ table, the M2P, the domains, the version knobs, the tracer and the counters.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
-from hypervisor.abi import DOMID_IO, DOMID_XEN
+from hypervisor.abi import DOMID_IO, DOMID_XEN, Mfn
 from hypervisor.config import Config
 from hypervisor.hw import Memory
 from hypervisor.mm.domain import PvDomain, PvVcpu
@@ -31,8 +32,8 @@ class XenState:
         self.config = config
         self.mem = Memory(total_frames)
         self.total_frames = total_frames
-        self.frames: dict[int, PageInfo] = {}
-        self.m2p: dict[int, int] = {}
+        self.frames: dict[Mfn, PageInfo] = {}
+        self.m2p: dict[Mfn, int] = {}
         self.domains: dict[int, PvDomain] = {}
         self.tracer = Tracer()
         self.stats: Counter[str] = Counter()
@@ -40,32 +41,33 @@ class XenState:
         self.dom_io = PvDomain(DOMID_IO)
         self.dom_xen = PvDomain(DOMID_XEN)
         self._next_fresh = IO_FRAMES + XEN_FRAMES
-        self._freed: list[int] = []
+        self._freed: list[Mfn] = []
         for mfn in range(IO_FRAMES, IO_FRAMES + XEN_FRAMES):
-            self.frames[mfn] = PageInfo(DOMID_XEN, count=1, allocated=True)
+            self.frames[Mfn(mfn)] = PageInfo(DOMID_XEN, count=1, allocated=True)
 
     # -- frames ---------------------------------------------------------------
 
-    def is_io(self, mfn: int) -> bool:
+    def is_io(self, mfn: Mfn) -> bool:
         """An I/O frame: not RAM, or RAM owned by DOMID_IO (the first MiB)."""
         return not 0 <= mfn < self.total_frames or mfn < IO_FRAMES
 
     def free_frame_count(self) -> int:
         return self.total_frames - self._next_fresh + len(self._freed)
 
-    def alloc_frames(self, domid: int, n: int) -> list[int]:
+    def alloc_frames(self, domid: int, n: int) -> list[Mfn]:
         """Hand ``n`` free frames to ``domid`` (allocated, zero-filled, M2P invalid)."""
         if n > self.free_frame_count():
             raise ValueError(f"machine has {self.free_frame_count()} free frames, {n} wanted")
         mfns = [self._freed.pop() for _ in range(min(n, len(self._freed)))]
         start = self._next_fresh
         self._next_fresh += n - len(mfns)
-        mfns.extend(range(start, self._next_fresh))
+        fresh: Iterable[Mfn] = range(start, self._next_fresh)  # type: ignore[assignment]
+        mfns.extend(fresh)
         for mfn in mfns:
             self.frames[mfn] = PageInfo(domid, count=1, allocated=True)
         return mfns
 
-    def free_frame(self, mfn: int) -> None:
+    def free_frame(self, mfn: Mfn) -> None:
         """The last reference went: the frame returns to the heap, scrubbed."""
         del self.frames[mfn]
         self.m2p.pop(mfn, None)
@@ -101,7 +103,7 @@ class XenState:
         for v in d.vcpus:
             self.flush_vcpu(v, reason)
 
-    def type_change_flush(self, mfn: int, owner: int | None) -> None:
+    def type_change_flush(self, mfn: Mfn, owner: int | None) -> None:
         """A frame changes type: every vCPU of its owner is flushed, and every
         other vCPU forgets the translations that map the frame, so no stale
         writable translation outlives the change (mm.c _get_page_type)."""

@@ -10,7 +10,18 @@ may point at the table itself, or at another validated table of the same level
 
 from __future__ import annotations
 
-from hypervisor.abi import EINVAL, VMASST_TYPE_pae_extended_cr3
+from hypervisor import rules
+from hypervisor.abi import (
+    _PAGE_ACCESSED,
+    _PAGE_PRESENT,
+    _PAGE_RW,
+    _PAGE_USER,
+    EINVAL,
+    Mfn,
+    VMASST_TYPE_pae_extended_cr3,
+    make_pte,
+    pte_mfn,
+)
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo, PageType
@@ -38,12 +49,12 @@ __all__ = [
     "put_page_from_lne",
 ]
 
-P, RW, US, A = 0x1, 0x2, 0x4, 0x20
-MFN40 = (1 << 40) - 1
 LEVEL_TYPE = {1: PageType.L1, 2: PageType.L2, 3: PageType.L3, 4: PageType.L4}
 PAE_FIRST_XEN_L2_SLOT = 428
 """l2_table_offset(HYPERVISOR_COMPAT_VIRT_START): Xen's part of a PAE Xen L2."""
 XEN_L4_SLOTS = range(256, 272)
+XEN_ENTRY_FLAGS = _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED
+"""The flags of the entries Xen writes into its own slots."""
 
 
 def disallow_mask(level: int, d: PvDomain) -> int:
@@ -75,31 +86,33 @@ def adjust_entry(level: int, e: int, d: PvDomain) -> int:
     64-bit guest's L2/L3 gain USER, its L4 USER|ACCESSED; a PAE L3 gains
     USER|RW. (L1 adjustments are not modelled: a guest reads back exactly the
     L1 entries it wrote.)"""
-    if not e & P:
+    if not e & _PAGE_PRESENT:
         return e
     if d.is_32bit:
-        return e | US | RW if level == 3 else e
-    return e | US | A if level == 4 else e | US
+        return e | _PAGE_USER | _PAGE_RW if level == 3 else e
+    return e | _PAGE_USER | _PAGE_ACCESSED if level == 4 else e | _PAGE_USER
 
 
-def _target_text(mfn: int, pg: PageInfo | None) -> str:
+def _target_text(mfn: Mfn, pg: PageInfo | None) -> str:
     if pg is None or pg.owner is None:
         return f"mfn {mfn:#x} is free memory"
     return f"mfn {mfn:#x} belongs to another owner"
 
 
 def get_page_from_lne(
-    xen: XenState, e: int, level: int, c_mfn: int, c_pg: PageInfo, d: PvDomain, slot: int
+    xen: XenState, e: int, level: int, c_mfn: Mfn, c_pg: PageInfo, d: PvDomain, slot: int
 ) -> None:
     """Take the references of a present entry ``e`` at ``level`` 2-4 in table
     ``c_mfn`` (mm.c ``get_page_from_l2e/l3e/l4e``)."""
     mask = disallow_mask(level, d)
     if e & mask:
         raise flags_error(e, mask, level)
-    t_mfn = (e >> 12) & MFN40
+    t_mfn = pte_mfn(e)
     pg = None if xen.is_io(t_mfn) else xen.frames.get(t_mfn)
     if not get_page(pg, d.domid):
-        raise GuestError("entry.target-not-owned", f"{_target_text(t_mfn, pg)}, not d{d.domid}'s")
+        raise GuestError(
+            rules.ENTRY_TARGET_NOT_OWNED, f"{_target_text(t_mfn, pg)}, not d{d.domid}'s"
+        )
     assert pg is not None
     xen_l2 = level == 3 and d.is_32bit and slot == 3
     try:
@@ -111,9 +124,9 @@ def get_page_from_lne(
         if _looks_linear(level, t_mfn, c_mfn, pg):
             _get_linear(xen, e, level, t_mfn, pg, c_mfn, c_pg, d)
             return
-        if err.rule.id == "type.mismatch":
+        if err.rule is rules.TYPE_MISMATCH:
             raise GuestError(
-                "entry.target-wrong-type",
+                rules.ENTRY_TARGET_WRONG_TYPE,
                 f"L{level} entry points at mfn {t_mfn:#x}, which is {describe(pg)}; "
                 f"it must be an L{level - 1}",
             ) from None
@@ -122,12 +135,12 @@ def get_page_from_lne(
         put_page_type(xen, t_mfn, pg)
         put_page(xen, t_mfn, pg)
         raise GuestError(
-            "l3.pae-xen-l2-shared",
+            rules.L3_PAE_XEN_L2_SHARED,
             f"mfn {t_mfn:#x} is already in use as a PAE Xen L2 (type count {pg.type_count})",
         )
 
 
-def _looks_linear(level: int, t_mfn: int, c_mfn: int, pg: PageInfo) -> bool:
+def _looks_linear(level: int, t_mfn: Mfn, c_mfn: Mfn, pg: PageInfo) -> bool:
     """Was the entry meant as a same-level (linear) entry?"""
     return t_mfn == c_mfn or (pg.type is LEVEL_TYPE[level] and pg.type_count > 0)
 
@@ -136,31 +149,33 @@ def _get_linear(
     xen: XenState,
     e: int,
     level: int,
-    t_mfn: int,
+    t_mfn: Mfn,
     pg: PageInfo,
-    c_mfn: int,
+    c_mfn: Mfn,
     c_pg: PageInfo,
     d: PvDomain,
 ) -> None:
     """The linear rule, in Xen's order (mm.c ``get_lN_linear_pagetable``)."""
     what = f"linear L{level} entry to mfn {t_mfn:#x}"
     if not xen.config.linear_pt:
-        raise GuestError("linear.disabled", f"{what}: linear page tables are off")
-    if e & RW:
-        raise GuestError("linear.writable", f"{what} has RW set")
+        raise GuestError(rules.LINEAR_DISABLED, f"{what}: linear page tables are off")
+    if e & _PAGE_RW:
+        raise GuestError(rules.LINEAR_WRITABLE, f"{what} has RW set")
     if t_mfn == c_mfn:
         return  # a table mapping itself: no references at all
     if c_pg.owner != d.domid or pg.owner != d.domid:
-        raise GuestError("linear.cross-domain", f"{what} crosses domains")
+        raise GuestError(rules.LINEAR_CROSS_DOMAIN, f"{what} crosses domains")
     single = xen.config.linear_single_level
     if single and c_pg.linear < 0:
         raise GuestError(
-            "linear.chain", f"{what}: mfn {c_mfn:#x} is itself the target of a linear entry"
+            rules.LINEAR_CHAIN, f"{what}: mfn {c_mfn:#x} is itself the target of a linear entry"
         )
     if single and pg.linear > 0:
-        raise GuestError("linear.chain", f"{what}: mfn {t_mfn:#x} has linear entries of its own")
+        raise GuestError(
+            rules.LINEAR_CHAIN, f"{what}: mfn {t_mfn:#x} has linear entries of its own"
+        )
     if not (pg.type is LEVEL_TYPE[level] and pg.validated and pg.type_count):
-        raise GuestError("linear.not-validated", f"{what}: the target is {describe(pg)}")
+        raise GuestError(rules.LINEAR_NOT_VALIDATED, f"{what}: the target is {describe(pg)}")
     pg.count += 1
     pg.type_count += 1
     if single:
@@ -168,9 +183,9 @@ def _get_linear(
         pg.linear -= 1
 
 
-def put_page_from_lne(xen: XenState, e: int, c_mfn: int, c_pg: PageInfo) -> None:
+def put_page_from_lne(xen: XenState, e: int, c_mfn: Mfn, c_pg: PageInfo) -> None:
     """Release what a present L2-L4 entry held (mm.c ``put_page_from_lNe``)."""
-    t_mfn = (e >> 12) & MFN40
+    t_mfn = pte_mfn(e)
     if t_mfn == c_mfn:
         return
     pg = xen.frames[t_mfn]
@@ -178,7 +193,7 @@ def put_page_from_lne(xen: XenState, e: int, c_mfn: int, c_pg: PageInfo) -> None
     put_page(xen, t_mfn, pg)
 
 
-def _promote(xen: XenState, mfn: int, pg: PageInfo, level: int) -> None:
+def _promote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
     """Validate every present guest entry; all or nothing."""
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.words(mfn)
@@ -188,7 +203,7 @@ def _promote(xen: XenState, mfn: int, pg: PageInfo, level: int) -> None:
     taken: list[int] = []
     for slot in slots:
         e = words[slot]
-        if not e & P:
+        if not e & _PAGE_PRESENT:
             continue
         try:
             get_page_from_lne(xen, e, level, mfn, pg, d, slot)
@@ -202,63 +217,65 @@ def _promote(xen: XenState, mfn: int, pg: PageInfo, level: int) -> None:
         words[slot] = adjust_entry(level, words[slot], d)
     if level == 4:
         for slot in XEN_L4_SLOTS:
-            words[slot] = (IO_FRAMES + slot - 256) << 12 | P | RW | A
+            words[slot] = make_pte(IO_FRAMES + slot - 256, XEN_ENTRY_FLAGS)
     elif level == 2 and pg.pae_xen_l2:
         for slot in range(PAE_FIRST_XEN_L2_SLOT, 512):
-            words[slot] = (IO_FRAMES + slot % 16) << 12 | P | RW | A
+            words[slot] = make_pte(IO_FRAMES + slot % 16, XEN_ENTRY_FLAGS)
 
 
-def _pae_l3_prepare(xen: XenState, mfn: int, d: PvDomain, words: memoryview) -> None:
+def _pae_l3_prepare(xen: XenState, mfn: Mfn, d: PvDomain, words: memoryview) -> None:
     """A 32-bit PAE L3: below 4 GiB unless pae_extended_cr3, slots 4-511
     zeroed by Xen, slot 3 (Xen's L2) present."""
     if mfn >= 0x100000 and not d.assist(VMASST_TYPE_pae_extended_cr3):
-        raise GuestError("l3.pae-above-4g", f"PAE L3 mfn {mfn:#x} lies above 4 GiB")
+        raise GuestError(rules.L3_PAE_ABOVE_4G, f"PAE L3 mfn {mfn:#x} lies above 4 GiB")
     for slot in range(4, 512):
         words[slot] = 0
-    if not words[3] & P:
-        raise GuestError("l3.pae-missing-xen-l2", f"slot 3 of PAE L3 mfn {mfn:#x} is not present")
+    if not words[3] & _PAGE_PRESENT:
+        raise GuestError(
+            rules.L3_PAE_MISSING_XEN_L2, f"slot 3 of PAE L3 mfn {mfn:#x} is not present"
+        )
 
 
-def _demote(xen: XenState, mfn: int, pg: PageInfo, level: int) -> None:
+def _demote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.peek(mfn)
     for slot in guest_slots(level, pg, d):
         e = words[slot]
-        if e & P:
+        if e & _PAGE_PRESENT:
             put_page_from_lne(xen, e, mfn, pg)
 
 
 @registers(PROMOTE, PageType.L2)
-def promote_l2_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def promote_l2_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """mm.c ``promote_l2_table``."""
     _promote(xen, mfn, pg, 2)
 
 
 @registers(PROMOTE, PageType.L3)
-def promote_l3_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def promote_l3_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """mm.c ``promote_l3_table``."""
     _promote(xen, mfn, pg, 3)
 
 
 @registers(PROMOTE, PageType.L4)
-def promote_l4_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def promote_l4_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """mm.c ``promote_l4_table`` (then ``init_xen_l4_slots``)."""
     _promote(xen, mfn, pg, 4)
 
 
 @registers(DEMOTE, PageType.L2)
-def demote_l2_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def demote_l2_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """mm.c ``demote_l2_table``."""
     _demote(xen, mfn, pg, 2)
 
 
 @registers(DEMOTE, PageType.L3)
-def demote_l3_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def demote_l3_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """mm.c ``demote_l3_table``."""
     _demote(xen, mfn, pg, 3)
 
 
 @registers(DEMOTE, PageType.L4)
-def demote_l4_table(xen: XenState, mfn: int, pg: PageInfo) -> None:
+def demote_l4_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """mm.c ``demote_l4_table``."""
     _demote(xen, mfn, pg, 4)

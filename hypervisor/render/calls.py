@@ -44,7 +44,7 @@ _VA_ARG = {7, 9, 11}
 def _slot_text(ptr: int, xen: Hypervisor | None) -> str:
     """``L1 0x318[488]``: the table (its current type when ``xen`` is given)
     and slot a request's ``ptr`` names."""
-    mfn, slot = ptr >> abi.PAGE_SHIFT, (ptr & 0xFFF) >> 3
+    mfn, slot = abi.maddr_mfn(ptr), abi.maddr_slot(ptr)
     kind = "mfn"
     if xen is not None and mfn < xen.total_frames:
         t = xen.frame(mfn).type
@@ -56,7 +56,7 @@ def _mmu_request(req: Any, xen: Hypervisor | None) -> str:
     ptr, val = (req.ptr, req.val) if isinstance(req, abi.MmuUpdate) else req
     cmd = ptr & 7
     if cmd == abi.MMU_MACHPHYS_UPDATE:
-        return f"m2p[{ptr >> abi.PAGE_SHIFT:#x}] := pfn {val:#x}"
+        return f"m2p[{abi.maddr_mfn(ptr):#x}] := pfn {val:#x}"
     text = f"{_slot_text(ptr & ~7, xen)} := {entry_text(val)}"
     if cmd != abi.MMU_NORMAL_PT_UPDATE:
         name = _MMU_NAMES.get(cmd, f"cmd {cmd}")

@@ -15,8 +15,6 @@ __all__ = [
     "type_text",
 ]
 
-MFN_MASK = abi.PTE_MFN_MASK
-
 _FLAG_NAMES = (
     (abi._PAGE_PRESENT, "P"),
     (abi._PAGE_RW, "RW"),
@@ -66,6 +64,6 @@ def entry_text(entry: int) -> str:
     """A compact entry: ``0x319|P|RW`` (mfn, then flags), or ``0`` for an empty one."""
     if entry == 0:
         return "0"
-    mfn = (entry & MFN_MASK) >> abi.PAGE_SHIFT
+    mfn = abi.pte_mfn(entry)
     flags = flags_text(entry, "|")
     return f"{mfn:#x}" if flags == "-" else f"{mfn:#x}|{flags}"

@@ -67,7 +67,7 @@ def fill_tables(dom: Domain, vcpu: VCpu, space: Space) -> None:
     """Write the entries with plain stores: the frames are still ordinary data."""
 
     def put(table: tuple[int, int], slot: int, target_mfn: int, flags: int) -> None:
-        vcpu.store(kernel_va(dom, table[0]) + 8 * slot, target_mfn << abi.PAGE_SHIFT | flags)
+        vcpu.store(kernel_va(dom, table[0]) + 8 * slot, abi.make_pte(target_mfn, flags))
 
     put(space.l4, 0, space.l3[1], P | RW | US | A)
     put(space.l3, 0, space.l2[1], P | RW | US | A)
@@ -84,7 +84,7 @@ def pin(vcpu: VCpu, level: int, mfn: int) -> None:
 def make_read_only(dom: Domain, vcpu: VCpu, space: Space) -> None:
     """Drop RW from each table's kernel mapping (and flush that page)."""
     for pfn, mfn in space.tables:
-        vcpu.update_va_mapping(kernel_va(dom, pfn), mfn << abi.PAGE_SHIFT | P | US | A, 2)
+        vcpu.update_va_mapping(kernel_va(dom, pfn), abi.make_pte(mfn, P | US | A), 2)
 
 
 def use_as_user_base(vcpu: VCpu, space: Space) -> bytes:

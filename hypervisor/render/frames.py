@@ -140,9 +140,9 @@ def _cell_kinds(xen: Hypervisor, per: int) -> tuple[dict[int, Counter[str]], Cou
         seen_io += mfn < IO_FRAMES
         cells.setdefault(mfn // per, Counter())[kind] += 1
         totals[kind] += 1
-    for mfn in range(min(IO_FRAMES, xen.total_frames)):
-        if mfn not in xen.state.frames:
-            cells.setdefault(mfn // per, Counter())[IO] += 1
+    for io_mfn in range(min(IO_FRAMES, xen.total_frames)):
+        if io_mfn not in xen.state.frames:
+            cells.setdefault(io_mfn // per, Counter())[IO] += 1
     totals[IO] += min(IO_FRAMES, xen.total_frames) - seen_io
     totals[FREE] = xen.total_frames - sum(totals.values())
     return cells, totals

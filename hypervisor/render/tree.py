@@ -19,7 +19,7 @@ from hypervisor import abi
 from hypervisor.machine import Hypervisor
 from hypervisor.mm.frames import FrameInfo, PageType
 from hypervisor.mm.upper import PAE_FIRST_XEN_L2_SLOT, XEN_L4_SLOTS
-from hypervisor.render.common import MFN_MASK, domain_style, flags_text, owner_text, type_text
+from hypervisor.render.common import domain_style, flags_text, owner_text, type_text
 
 __all__ = ["page_table_tree", "va_range"]
 
@@ -52,7 +52,7 @@ def _entries(xen: Hypervisor, mfn: int) -> tuple[int, ...]:
 
 
 def _target(entry: int) -> int:
-    return (entry & MFN_MASK) >> abi.PAGE_SHIFT
+    return abi.pte_mfn(entry)
 
 
 def _frame(xen: Hypervisor, mfn: int) -> FrameInfo | None:
