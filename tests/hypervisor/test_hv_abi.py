@@ -54,6 +54,28 @@ def test_pte_flags_match_the_flat_names() -> None:
     assert abi.Pte.NX == abi._PAGE_NX
 
 
+def test_the_flat_entry_bits_are_plain_ints_not_flags() -> None:
+    assert type(abi._PAGE_PRESENT) is int
+    assert type(abi._PAGE_NX) is int
+
+
+def test_make_pte_and_pte_mfn_round_trip_every_frame_width() -> None:
+    for mfn in (0, 1, 0x1234, (1 << 40) - 1):
+        pte = abi.make_pte(mfn, abi._PAGE_PRESENT | abi._PAGE_RW | abi._PAGE_NX)
+        assert abi.pte_mfn(pte) == mfn
+        assert abi.pte_flags(pte) == abi._PAGE_PRESENT | abi._PAGE_RW | abi._PAGE_NX
+
+
+def test_pte_mfn_ignores_flag_bits_above_bit_51() -> None:
+    assert abi.pte_mfn(0xFFF0_0000_0000_5067) == 5
+    assert abi.pte_flags(0xFFF0_0000_0000_5067) == 0xFFF0_0000_0000_0067
+
+
+def test_maddr_helpers_split_an_mmu_update_ptr_into_frame_and_slot() -> None:
+    ptr = abi.mfn_maddr(0x2A) | 17 * 8 | abi.MMU_PT_UPDATE_PRESERVE_AD
+    assert (abi.maddr_mfn(ptr), abi.maddr_slot(ptr)) == (0x2A, 17)
+
+
 def test_errno_values_are_pythons() -> None:
     assert (abi.EINVAL, abi.EBUSY, abi.ESRCH, abi.ENOSYS) == (
         errno.EINVAL,
