@@ -14,7 +14,7 @@ from hypervisor.mm.audit import Violation, audit
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import FrameInfo, PageInfo, PageType
 from hypervisor.mm.state import INVALID_M2P_ENTRY, IO_FRAMES, XEN_FRAMES, XenState
-from hypervisor.trace import Tracer
+from hypervisor.trace import DomainSpec, Tracer
 from hypervisor.vcpu import VCpu
 
 __all__ = ["Domain", "Hypervisor", "Stats"]
@@ -100,7 +100,10 @@ class Hypervisor:
         self, nr_pages: int, *, privileged: bool = False, guest_width: int = 64, vcpus: int = 1
     ) -> Domain:
         """Run the domain builder; domain ids are handed out 0, 1, 2, ..."""
+        tracer = self._xen.tracer
+        spec = DomainSpec(nr_pages, privileged, guest_width, vcpus, len(tracer.records))
         built = build_domain(self._xen, len(self.domains), nr_pages, privileged, guest_width, vcpus)
+        tracer.domains.append(spec)
         handles = [VCpu(self._xen, v) for v in built.domain.vcpus]
         dom = Domain(built.domain, handles, built.start_info, built.p2m)
         self.domains.append(dom)

@@ -5,23 +5,38 @@ record stamped with a logical clock (it ticks per hypercall and per memory
 access -- never the wall clock), so a trace is reproducible byte for byte and
 can be replayed against a fresh hypervisor. Listeners (trio's Instrument
 style) see records as they are made; the core never prints.
+
+What a replay needs is recorded by default: every guest store
+(:class:`StoreRecord`, compactly: a page of zeros is a few bytes of JSON) and
+every load that walked the page tables (:class:`LoadRecord`: it filled the TLB
+and set ACCESSED bits). The export (:meth:`Tracer.to_jsonl`) starts with a
+:class:`TraceHeader` from which :mod:`hypervisor.replay` rebuilds the
+starting machine.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
 from typing import Any
 
 import attrs
 
 __all__ = [
+    "FORMAT",
+    "DomainSpec",
     "FlushRecord",
     "from_jsonl",
+    "header_json",
+    "parse_jsonl",
     "HypercallRecord",
+    "LoadRecord",
     "PageFaultRecord",
     "Record",
     "StoreRecord",
+    "TraceFormatError",
+    "TraceHeader",
     "Tracer",
     "TrappedWriteRecord",
 ]
@@ -64,19 +79,53 @@ class TrappedWriteRecord:
 
 @attrs.frozen
 class StoreRecord:
-    """A guest write to memory (recorded only with ``Tracer.record_stores``),
-    so that a run which fills tables with plain stores can be replayed."""
+    """A guest write to memory, made before the access (recorded while
+    ``Tracer.record_stores``, the default), so that a run which fills tables
+    with plain stores can be replayed. The bytes are ``data`` (hex) followed
+    by the byte ``pad`` up to ``length`` bytes: see :meth:`payload`."""
 
     clock: int
     domid: int
     vcpu: int
     va: int
     data: str
-    """The bytes written, in hex."""
+    """The bytes written, in hex, without the trailing run of ``pad`` bytes."""
+    length: int
+    pad: int
     user: bool
     op: str = "write"
     """``"store"`` (one access of 1-8 bytes) or ``"write"`` (a byte run)."""
     kind: str = "store"
+
+    @classmethod
+    def of(
+        cls, clock: int, domid: int, vcpu: int, va: int, data: bytes, user: bool, op: str
+    ) -> StoreRecord:
+        """The record of writing ``data``: its trailing run of one byte value
+        is kept as ``pad`` and ``length`` (a zeroed page costs nothing)."""
+        pad = data[-1] if data else 0
+        body = data.rstrip(bytes((pad,)))
+        return cls(clock, domid, vcpu, va, body.hex(), len(data), pad, user, op)
+
+    def payload(self) -> bytes:
+        """The bytes that were written."""
+        body = bytes.fromhex(self.data)
+        return body + bytes((self.pad,)) * (self.length - len(body))
+
+
+@attrs.frozen
+class LoadRecord:
+    """A guest read whose page walk ran (a TLB miss: it filled the TLB and set
+    ACCESSED bits) or faulted; reads served by the TLB change nothing and
+    are not recorded. ``clock`` is the clock before the read."""
+
+    clock: int
+    domid: int
+    vcpu: int
+    va: int
+    length: int
+    user: bool
+    kind: str = "load"
 
 
 @attrs.frozen
@@ -105,19 +154,78 @@ class FlushRecord:
     kind: str = "tlb_flush"
 
 
-Record = HypercallRecord | TrappedWriteRecord | PageFaultRecord | FlushRecord | StoreRecord
+Record = (
+    HypercallRecord | TrappedWriteRecord | PageFaultRecord | FlushRecord | StoreRecord | LoadRecord
+)
 Listener = Callable[[Record], None]
+
+FORMAT = 1
+"""The version of the JSON-lines trace format (the header's ``format``)."""
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("minikern")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "unknown"
+
+
+@attrs.frozen
+class DomainSpec:
+    """One ``Hypervisor.create_domain`` call: its arguments, and ``at``, how
+    many trace records had been made when it ran."""
+
+    nr_pages: int
+    privileged: bool
+    guest_width: int
+    vcpus: int
+    at: int = 0
+
+
+@attrs.frozen
+class TraceHeader:
+    """The first line of an exported trace: enough to rebuild the starting
+    machine (``total_frames``, ``config`` knobs, every domain's creation) and
+    to say where the trace came from (``version``, ``seed``, ``meta``).
+    ``stores``: whether guest stores and table walks were recorded."""
+
+    format: int
+    version: str
+    total_frames: int
+    config: Mapping[str, Any]
+    domains: tuple[DomainSpec, ...]
+    seed: int | None = None
+    meta: Mapping[str, Any] = attrs.Factory(dict)
+    stores: bool = True
+    kind: str = "header"
+
+
+class TraceFormatError(ValueError):
+    """A trace that cannot be read: ``line`` (1-based) says where."""
+
+    def __init__(self, line: int, why: str) -> None:
+        super().__init__(f"trace line {line}: {why}")
+        self.line = line
+        self.why = why
 
 
 class Tracer:
     """Collects records in order; iterate it, or export JSON lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, total_frames: int = 0, config: Mapping[str, Any] | None = None) -> None:
         self.clock = 0
         self.records: list[Record] = []
         self.enabled = True
-        self.record_stores = False
-        """Also record every guest write (off by default: it is every store)."""
+        self.record_stores = True
+        """Record guest stores and table-walking loads (what a replay needs)."""
+        self.total_frames = total_frames
+        self.config: Mapping[str, Any] = dict(config or {})
+        self.domains: list[DomainSpec] = []
+        """Every domain created on the machine, in order (for the header)."""
+        self.seed: int | None = None
+        """The workload's seed, if the caller sets one (goes into the header)."""
+        self.meta: dict[str, Any] = {}
+        """Free JSON-able notes for the header (e.g. a lesson id)."""
         self._listeners: list[Listener] = []
 
     def tick(self) -> int:
@@ -146,10 +254,26 @@ class Tracer:
     def hypercalls(self) -> list[HypercallRecord]:
         return [r for r in self.records if isinstance(r, HypercallRecord)]
 
+    def header(self) -> TraceHeader:
+        """The header of this trace as it stands now."""
+        return TraceHeader(
+            FORMAT,
+            _package_version(),
+            self.total_frames,
+            dict(self.config),
+            tuple(self.domains),
+            self.seed,
+            dict(self.meta),
+            self.record_stores,
+        )
+
     def to_jsonl(self) -> str:
-        """The whole trace, one JSON object per line (request records become
-        lists of their fields, so :func:`from_jsonl` gives replayable args)."""
-        return "".join(json.dumps(_jsonable(_fields(r))) + "\n" for r in self.records)
+        """The whole trace, one JSON object per line: the header, then every
+        record (request records become lists of their fields, so
+        :func:`from_jsonl` gives replayable args)."""
+        lines = [json.dumps(header_json(self.header()))]
+        lines.extend(json.dumps(_jsonable(_fields(r))) for r in self.records)
+        return "\n".join(lines) + "\n"
 
 
 _KINDS: dict[str, type[Any]] = {
@@ -158,10 +282,11 @@ _KINDS: dict[str, type[Any]] = {
     "page_fault": PageFaultRecord,
     "tlb_flush": FlushRecord,
     "store": StoreRecord,
+    "load": LoadRecord,
 }
 
 
-def _fields(record: Record) -> dict[str, Any]:
+def _fields(record: Any) -> dict[str, Any]:
     return {f.name: getattr(record, f.name) for f in attrs.fields(type(record))}
 
 
@@ -169,17 +294,84 @@ def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
-def from_jsonl(text: str) -> list[Record]:
-    """Records back from :meth:`Tracer.to_jsonl` output."""
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "str": (str,),
+    "bool": (bool,),
+    "int | None": (int, type(None)),
+    "tuple[Any, ...]": (tuple,),
+}
+
+
+def _checked(cls: type[Any], data: dict[str, Any], line: int, what: str) -> Any:
+    """``cls(**data)`` once every field is present with a value of its type."""
+    names = {f.name for f in attrs.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise TraceFormatError(line, f"unknown field(s) {unknown} in {what}")
+    for f in attrs.fields(cls):
+        if f.name not in data:
+            if f.default is attrs.NOTHING:
+                raise TraceFormatError(line, f"{what} needs {f.name!r}")
+            continue
+        want = _SCALARS.get(str(f.type))
+        value = data[f.name]
+        if want is not None and (
+            not isinstance(value, want) or (bool not in want and type(value) is bool)
+        ):
+            raise TraceFormatError(line, f"{f.name!r} must be {f.type}, not {value!r}")
+    return cls(**data)
+
+
+def header_json(header: TraceHeader) -> dict[str, Any]:
+    """The header as a JSON object (``kind`` first; domains as objects)."""
+    fields = _fields(header)
+    fields["domains"] = [_fields(d) for d in header.domains]
+    return {"kind": fields.pop("kind"), **_jsonable(fields)}
+
+
+def _header(data: dict[str, Any], line: int) -> TraceHeader:
+    if not isinstance(data.get("config"), dict) or not isinstance(data.get("meta", {}), dict):
+        raise TraceFormatError(line, "the header's 'config' and 'meta' must be objects")
+    domains = data.get("domains")
+    if not isinstance(domains, list) or not all(isinstance(d, dict) for d in domains):
+        raise TraceFormatError(line, "the header's 'domains' must be a list of objects")
+    specs = tuple(_checked(DomainSpec, d, line, "a header domain") for d in domains)
+    header: TraceHeader = _checked(TraceHeader, {**data, "domains": specs}, line, "the header")
+    return header
+
+
+def parse_jsonl(text: str) -> tuple[TraceHeader | None, list[Record]]:
+    """The header (None if the trace has none) and the records of a
+    :meth:`Tracer.to_jsonl` export. Raises :class:`TraceFormatError`."""
+    header: TraceHeader | None = None
     out: list[Record] = []
-    for line in text.splitlines():
-        if line.strip():
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             data = json.loads(line)
-            cls = _KINDS[data["kind"]]
-            if cls is HypercallRecord:
-                data["args"] = _tupled(data["args"])
-            out.append(cls(**data))
-    return out
+        except ValueError as exc:
+            raise TraceFormatError(n, f"not JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+            raise TraceFormatError(n, "a record is a JSON object with a string 'kind'")
+        if data["kind"] == "header":
+            if header is not None or out:
+                raise TraceFormatError(n, "the header must be the first line, and only one")
+            header = _header(data, n)
+            continue
+        cls = _KINDS.get(data["kind"])
+        if cls is None:
+            raise TraceFormatError(n, f"unknown record kind {data['kind']!r}")
+        if cls is HypercallRecord and isinstance(data.get("args"), list):
+            data["args"] = _tupled(data["args"])
+        out.append(_checked(cls, data, n, f"a {data['kind']!r} record"))
+    return header, out
+
+
+def from_jsonl(text: str) -> list[Record]:
+    """The records of :meth:`Tracer.to_jsonl` output (the header skipped)."""
+    return parse_jsonl(text)[1]
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,7 +15,7 @@ from hypervisor.hypercalls.common import guest_va_ok
 from hypervisor.mm.domain import PvVcpu
 from hypervisor.mm.ptwr import ptwr_emulate
 from hypervisor.mm.state import XenState
-from hypervisor.trace import PageFaultRecord, StoreRecord
+from hypervisor.trace import LoadRecord, PageFaultRecord, StoreRecord
 
 __all__ = ["VCpu"]
 
@@ -140,9 +140,10 @@ class VCpu:
         tracer = self._xen.tracer
         if tracer.record_stores:
             v = self._v
+            at = va if type(va) is int else -1
             tracer.emit(
-                StoreRecord(
-                    tracer.clock, v.domain.domid, v.vcpu_id, va, data.hex(), v.in_user_mode, op
+                StoreRecord.of(
+                    tracer.clock, v.domain.domid, v.vcpu_id, at, data, v.in_user_mode, op
                 )
             )
 
@@ -152,7 +153,26 @@ class VCpu:
             self._xen.mem.page(mfn)[offset : offset + len(data)] = data
 
     def read(self, va: int, n: int) -> bytes:
-        """``n`` bytes from ``va`` (may cross pages)."""
+        """``n`` bytes from ``va`` (may cross pages). A read that walks the
+        tables (or faults) is traced as a :class:`LoadRecord`."""
+        if type(n) is not int:
+            raise TypeError(f"n must be an int (a length), not {type(n).__name__}")
+        if n < 0:
+            raise ValueError(f"n must be a length >= 0, not {n}")
+        tracer, mmu = self._xen.tracer, self._v.mmu
+        clock, walks = tracer.clock, mmu.walks
+        try:
+            return self._read(va, n)
+        except PageFault:
+            walks = -1
+            raise
+        finally:
+            if mmu.walks != walks and tracer.record_stores:
+                v = self._v
+                at = va if type(va) is int else -1
+                tracer.emit(LoadRecord(clock, v.domain.domid, v.vcpu_id, at, n, v.in_user_mode))
+
+    def _read(self, va: int, n: int) -> bytes:
         out = bytearray()
         mem = self._xen.mem
         while len(out) < n:

@@ -101,13 +101,15 @@ def walk(
 class Mmu:
     """One CPU's MMU: the loaded root table (CR3), the paging mode and the TLB."""
 
-    __slots__ = ("levels", "mem", "root", "tlb")
+    __slots__ = ("levels", "mem", "root", "tlb", "walks")
 
     def __init__(self, mem: Memory, levels: int) -> None:
         self.mem = mem
         self.levels = levels
         self.root = Mfn(0)
         self.tlb = Tlb()
+        self.walks = 0
+        """Page walks started (TLB misses), faulting ones included."""
 
     def load_root(self, root: Mfn) -> None:
         """Load CR3: the new root takes effect and the TLB is flushed."""
@@ -128,6 +130,7 @@ class Mmu:
             if (not write or (hit.writable and hit.dirty)) and (not user or hit.user):
                 return hit.mfn
             del self.tlb.entries[key]
+        self.walks += 1
         if not self.root:
             raise WalkFault(va, (2 if write else 0) | (4 if user else 0), self.levels, "no CR3")
         t = walk(self.mem, self.root, va, levels=self.levels, write=write, user=user)

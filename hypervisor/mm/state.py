@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+import attrs
+
 from hypervisor.abi import DOMID_IO, DOMID_XEN, Mfn
 from hypervisor.config import Config
 from hypervisor.hw import Memory
@@ -35,7 +37,7 @@ class XenState:
         self.frames: dict[Mfn, PageInfo] = {}
         self.m2p: dict[Mfn, int] = {}
         self.domains: dict[int, PvDomain] = {}
-        self.tracer = Tracer()
+        self.tracer = Tracer(total_frames, attrs.asdict(config))
         self.stats: Counter[str] = Counter()
         self.fast_l1, self.fast_upper = FASTPATH_COMPARE[config.fastpath]
         self.dom_io = PvDomain(DOMID_IO)

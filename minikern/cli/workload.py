@@ -192,6 +192,8 @@ def run_workload(seed: int, fork_style: str = "batched", snapshot: Snapshot | No
     children, before anyone exits)."""
     w = plan(seed)
     xen = Hypervisor(total_frames=TOTAL_FRAMES)
+    xen.trace.seed = seed
+    xen.trace.meta["workload"] = f"minikern demo ({fork_style} fork)"
     k = Kernel.boot(nr_pages=NR_PAGES, hypervisor=xen, fork_style=fork_style)
     run = Run(w, k)
     run.events.append(f"boot: d{k.domain.domid}, {NR_PAGES} pages, {k.boot_free} free")

@@ -62,7 +62,58 @@ def test_trace_writes_json_lines_whose_hypercalls_match_xens_trace(tmp_path: Pat
     written = [(r["clock"], r["op"], r["result"]) for r in records if r["kind"] == "hypercall"]
     xen = workload.run_workload(5).xen
     assert written == [(r.clock, r.op, r.result) for r in xen.trace.hypercalls()]
-    assert len(records) == len(xen.trace)
+    assert len(records) == 1 + len(xen.trace)  # the header first
+
+
+def test_the_trace_of_a_seed_replays_with_zero_divergences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "t.jsonl"
+    cli.main(["trace", "--out", str(out), "--seed", "2"])
+    capsys.readouterr()
+    assert cli.main(["replay", str(out)]) == 0
+    assert ": 0 divergence(s)" in capsys.readouterr().out
+
+
+def test_replay_at_n_draws_step_n_its_memory_map_and_the_current_base(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "t.jsonl"
+    cli.main(["trace", "--out", str(out)])
+    capsys.readouterr()
+    assert cli.main(["replay", str(out), "--at", "40"]) == 0
+    text = capsys.readouterr().out
+    assert "replayed 40 of " in text
+    assert "step 40: d0v0 " in text
+    assert "memory map: " in text
+    assert "d0v0 base:" in text
+
+
+def test_replay_of_an_edited_trace_reports_the_divergence_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "t.jsonl"
+    cli.main(["trace", "--out", str(out)])
+    lines = out.read_text().splitlines()
+    i = next(
+        n for n, line in enumerate(lines) if '"op": "mmuext_op"' in line and '"depth": 0' in line
+    )
+    lines[i] = lines[i].replace('"result": 0', '"result": -22')
+    out.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert cli.main(["replay", str(out)]) == 1
+    assert "divergence: step " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [None, "garbage\n", '{"kind": "store"}\n'])
+def test_replay_of_a_missing_or_unreadable_trace_exits_1_saying_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    path = tmp_path / "t.jsonl"
+    if content is not None:
+        path.write_text(content)
+    assert cli.main(["replay", str(path)]) == 1
+    assert "minikern replay: cannot replay" in capsys.readouterr().err
 
 
 def test_same_seed_gives_a_byte_identical_trace(tmp_path: Path) -> None:
@@ -79,8 +130,24 @@ def test_trace_to_an_unwritable_path_exits_1(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["bogus"], ["demo", "--seed", "x"], ["trace"], ["demo", "--out", "f"]],
-    ids=["no-command", "unknown-command", "seed-not-int", "trace-without-out", "demo-with-out"],
+    [
+        [],
+        ["bogus"],
+        ["demo", "--seed", "x"],
+        ["trace"],
+        ["demo", "--out", "f"],
+        ["replay"],
+        ["replay", "f", "--at", "x"],
+    ],
+    ids=[
+        "no-command",
+        "unknown-command",
+        "seed-not-int",
+        "trace-without-out",
+        "demo-with-out",
+        "replay-without-file",
+        "at-not-int",
+    ],
 )
 def test_bad_arguments_exit_with_status_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
