@@ -11,7 +11,8 @@ Start here::
 
 It reaches the hypervisor only through ``hypervisor.abi`` and the vCPU it is
 handed at boot (``minikern.toolstack`` plays the toolstack). The page-table
-recipe's steps live in ``minikern.steps``, one registry, swappable.
+kernel functions a lesson asks a student to write are swappable, each by one
+``module:function`` name: see ``minikern.steps``.
 """
 
 from minikern import steps

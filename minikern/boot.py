@@ -15,8 +15,10 @@ Mini-OS ``arch_init_mm``).
 from __future__ import annotations
 
 import struct
+from typing import cast
 
 from hypervisor import abi
+from hypervisor.abi import Mfn, Pfn
 from minikern.alloc import FrameAllocator
 from minikern.hypercall import Hypercalls
 from minikern.kmem import KernelMemory
@@ -27,16 +29,16 @@ KERNEL_SLOTS = range(272, 512)
 """The guest-owned kernel half of an L4 (256..271 belong to Xen)."""
 
 
-def read_p2m(vcpu: abi.GuestVCpu, si: abi.StartInfo) -> list[int]:
+def read_p2m(vcpu: abi.GuestVCpu, si: abi.StartInfo) -> list[Mfn]:
     """The P2M array, read through the bootstrap mapping."""
     raw = vcpu.read(si.mfn_list, 8 * si.nr_pages)
-    return list(struct.unpack(f"<{si.nr_pages}Q", raw))
+    return cast(list[Mfn], list(struct.unpack(f"<{si.nr_pages}Q", raw)))
 
 
 def boot_memory(vcpu: abi.GuestVCpu, si: abi.StartInfo) -> KernelMemory:
     """Steps 1-4 above; returns the kernel's memory state."""
     p2m = read_p2m(vcpu, si)
-    boot_l4 = (si.pt_base - si.virt_base) >> abi.PAGE_SHIFT
+    boot_l4 = Pfn((si.pt_base - si.virt_base) >> abi.PAGE_SHIFT)
     alloc = FrameAllocator.from_range(boot_l4 + si.nr_pt_frames, si.nr_pages)
     hc = Hypercalls(vcpu)
     hc.vm_assist(abi.VMASST_CMD_enable, abi.VMASST_TYPE_writable_pagetables)

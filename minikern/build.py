@@ -11,26 +11,55 @@ Two strategies, after the real guests (spec: real-guests.md section 2.8):
   then each new frame is zeroed, made read-only, (L1: pinned) and linked into
   the live tree as it is created, and every leaf is a checked ``mmu_update``.
 
-Teardown (Linux ``xen_exit_mmap``): the caller switches the CPU away first;
-then UNPIN both L4s, UNPIN each L1 and make every frame writable again (the
-kernel L4 last, with a TLB flush); only then are frames freed.
+Teardown (Linux ``xen_exit_mmap``, :func:`release_tree`): switch the CPU away
+first; then UNPIN both L4s, UNPIN each L1 and make every frame writable again
+(the kernel L4 last, with a TLB flush); only then are frames freed.
+
+Lesson functions here: :func:`write_tables` and :func:`protect_tables` (03),
+:func:`pin_tree` (04), :func:`release_tree` (10).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from hypervisor import abi
+from hypervisor.abi import Pfn
 from minikern import steps
 from minikern.hypercall import LINUX_PTE_BATCH
-from minikern.kmem import TABLE_PROT, KernelMemory
-from minikern.pgtable import SHIFT, AddressSpace, TableKey, leaf_value
+from minikern.kmem import TABLE_PROT, KernelMemory, pfn_pte
+from minikern.pgtable import SHIFT, AddressSpace, TableKey, leaf_value, set_pte
+from minikern.recipe import (
+    fill_table,
+    free_frame,
+    load_base,
+    make_readonly,
+    make_writable,
+    pin_table,
+    unpin_table,
+    zero_frame,
+)
 
-__all__ = ["STRATEGIES", "build_tree", "destroy_tree", "new_tree", "tables_for"]
+__all__ = [
+    "STRATEGIES",
+    "Leaves",
+    "Tables",
+    "build_tree",
+    "new_tree",
+    "pin_tree",
+    "protect_tables",
+    "release_tree",
+    "tables_for",
+    "write_tables",
+]
 
 STRATEGIES = ("linux", "minios")
-Leaves = Mapping[int, tuple[int, bool]]
+Leaves = Mapping[int, tuple[Pfn, bool]]
 """vpn -> (data pfn, writable)."""
+Tables = Sequence[tuple[int, Pfn]]
+"""``(level, pfn)`` of the tables below a tree's L4s, top-down."""
+Images = dict[Pfn, dict[int, int]]
+"""Table pfn -> its entries (slot -> value)."""
 
 
 def tables_for(vpns: list[int]) -> set[TableKey]:
@@ -42,35 +71,87 @@ def tables_for(vpns: list[int]) -> set[TableKey]:
     return keys
 
 
+# -- the lesson functions -------------------------------------------------------------
+
+
+@steps.swappable
+def write_tables(km: KernelMemory, images: Mapping[Pfn, Mapping[int, int]]) -> None:
+    """Now: give each table frame of a new tree its contents -- zero it, then
+    fill its entries (slot -> value) -- with plain stores through the direct
+    map, while every frame is still plain data (writable, not yet a table)."""
+    for pfn, entries in images.items():
+        zero_frame(km, pfn)
+        fill_table(km, pfn, entries)
+
+
+@steps.swappable
+def protect_tables(km: KernelMemory, tables: Tables) -> None:
+    """Queue Linux's pin walk below the L4s: each table (``(level, pfn)``,
+    top-down) made read-only in the direct map, each L1 pinned right after.
+    Xen refuses to type a frame as a table while any writable mapping of it
+    remains."""
+    for level, pfn in tables:
+        make_readonly(km, pfn, abi.UVMF_NONE)
+        if level == 1:
+            pin_table(km, pfn, 1)
+
+
+@steps.swappable
+def pin_tree(km: KernelMemory, kernel_l4: Pfn, user_l4: Pfn) -> None:
+    """Queue: each L4 made read-only (with a TLB flush: no stale writable
+    translation may survive) and pinned with ``MMUEXT_PIN_L4_TABLE``, kernel
+    L4 first. Xen validates the whole tree below each at its pin."""
+    for pfn in (kernel_l4, user_l4):
+        make_readonly(km, pfn, abi.UVMF_TLB_FLUSH)
+        pin_table(km, pfn, 4)
+
+
+@steps.swappable
+def release_tree(
+    km: KernelMemory, kernel_l4: Pfn, user_l4: Pfn, tables: Tables, loaded: bool
+) -> None:
+    """Tear a tree down (Linux ``xen_exit_mmap``): if it is ``loaded``, first
+    switch the CPU to the boot L4 with no user base (a loaded tree stays typed
+    even once unpinned). Then, in one batch: unpin both L4s, make the user L4
+    writable, unpin each L1 and make every table writable, the kernel L4 last
+    with a TLB flush. Only then free every frame of it."""
+    if loaded:
+        load_base(km, km.boot_l4, None)
+    with km.hc.lazy():
+        unpin_table(km, kernel_l4)
+        unpin_table(km, user_l4)
+        make_writable(km, user_l4, abi.UVMF_NONE)
+        for level, pfn in tables:
+            if level == 1:
+                unpin_table(km, pfn)
+            make_writable(km, pfn, abi.UVMF_NONE)
+        make_writable(km, kernel_l4, abi.UVMF_TLB_FLUSH)
+    for pfn in (kernel_l4, user_l4, *(pfn for _level, pfn in tables)):
+        free_frame(km, pfn)
+
+
+# -- whole trees --------------------------------------------------------------------------
+
+
 def _alloc_l4s(km: KernelMemory) -> AddressSpace:
     """A record for a new tree with its two L4 frames allocated (not yet zeroed)."""
     l4 = km.alloc.alloc()
     return AddressSpace(km, l4, km.alloc.alloc())
 
 
-def _new_l4s(km: KernelMemory, kernel_half: Mapping[int, int]) -> AddressSpace:
-    """Allocate, zero and fill a kernel L4 (kernel half copied) and a user L4."""
+def _empty_tree(km: KernelMemory, kernel_half: Mapping[int, int]) -> AddressSpace:
+    """Queue: a new tree of two L4s (the kernel half copied), pinned; it is live."""
     mm = _alloc_l4s(km)
-    for pfn in (mm.l4, mm.user_l4):
-        steps.zero(km, pfn)
-    steps.fill(km, mm.l4, kernel_half)
-    return mm
-
-
-def _pin_l4s(km: KernelMemory, mm: AddressSpace) -> None:
-    """Queue: each L4 read-only (with a TLB flush) then pinned; the tree is live."""
-    for pfn in (mm.l4, mm.user_l4):
-        steps.make_readonly(km, pfn, abi.UVMF_TLB_FLUSH)
-        steps.pin(km, pfn, 4)
+    write_tables(km, {mm.l4: dict(kernel_half), mm.user_l4: {}})
+    pin_tree(km, mm.l4, mm.user_l4)
     mm.live = True
+    return mm
 
 
 def new_tree(km: KernelMemory, kernel_half: Mapping[int, int]) -> AddressSpace:
     """A pinned, empty user address space (2 frames; caller checked memory)."""
-    mm = _new_l4s(km, kernel_half)
     with km.hc.lazy():
-        _pin_l4s(km, mm)
-    return mm
+        return _empty_tree(km, kernel_half)
 
 
 def build_tree(
@@ -78,8 +159,7 @@ def build_tree(
     kernel_half: Mapping[int, int],
     leaves: Leaves,
     strategy: str,
-    *,
-    leaves_by_mmu_update: bool = False,
+    leaves_by_mmu_update: bool,
 ) -> AddressSpace:
     """A pinned tree mapping ``leaves``, built by ``strategy`` (queued: call
     inside ``km.hc.lazy()``). The caller checked that enough frames are free.
@@ -87,41 +167,48 @@ def build_tree(
     (unchecked, raw) ``mmu_update`` requests as Linux's ``set_pte_at`` does,
     instead of plain stores."""
     if strategy == "minios":
-        mm = _new_l4s(km, kernel_half)
-        _pin_l4s(km, mm)
+        mm = _empty_tree(km, kernel_half)
         for vpn in sorted(leaves):
             mm.ensure_l1(vpn)
             pfn, rw = leaves[vpn]
-            mm.set_leaf(vpn, pfn, rw)
+            mm.set_leaf(vpn, pfn, rw, abi.MMU_NORMAL_PT_UPDATE)
         return mm
     mm = _alloc_l4s(km)
-    _build_unpinned(km, mm, kernel_half, leaves, leaves_by_mmu_update)
-    _pin_tree(km, mm)
+    images, late = _plan(km, mm, kernel_half, leaves, leaves_by_mmu_update)
+    write_tables(km, images)
+    if late:
+        with km.hc.limits(LINUX_PTE_BATCH, 1):
+            for l1, slot, value in late:
+                set_pte(km, l1, slot, value, abi.MMU_NORMAL_PT_UPDATE)
+    protect_tables(km, mm.table_pfns())
+    pin_tree(km, mm.l4, mm.user_l4)
+    mm.live = True
     return mm
 
 
-def _build_unpinned(
+def _plan(
     km: KernelMemory,
     mm: AddressSpace,
     kernel_half: Mapping[int, int],
     leaves: Leaves,
     by_mmu: bool,
-) -> None:
-    """Allocate every table, then zero and fill each with plain stores while it
-    is plain data (leaves optionally as raw ``mmu_update`` requests)."""
+) -> tuple[Images, list[tuple[Pfn, int, int]]]:
+    """Allocate every table of a tree mapping ``leaves`` and record it in ``mm``;
+    returns each table's image and, with ``by_mmu``, the leaves to write later
+    as ``(l1, slot, value)`` instead."""
     keys = sorted(tables_for(list(leaves)), key=lambda k: (-k[0], k[1]))
     for key in keys:
         mm.tables[key] = km.alloc.alloc()
         mm.used[key] = 0
-    images: dict[int, dict[int, int]] = {pfn: {} for pfn in mm.all_table_pfns()}
+    images: Images = {pfn: {} for pfn in mm.all_table_pfns()}
     images[mm.l4].update(kernel_half)
     for level, index in keys:
         pfn = mm.tables[(level, index)]
         for parent, slot in mm.parents(level, index):
-            images[parent][slot] = km.pte(pfn, TABLE_PROT)
+            images[parent][slot] = pfn_pte(km, pfn, TABLE_PROT)
         if level < 3:
             mm.used[(level + 1, index >> 9)] += 1
-    late: list[tuple[int, int, int]] = []
+    late: list[tuple[Pfn, int, int]] = []
     for vpn in sorted(leaves):
         pfn, rw = leaves[vpn]
         l1, slot = mm.tables[(1, vpn >> 9)], vpn & 511
@@ -133,38 +220,4 @@ def _build_unpinned(
         mm.ptes[vpn] = pfn
         if rw:
             mm.writable.add(vpn)
-    for pfn, image in images.items():
-        steps.zero(km, pfn)
-        steps.fill(km, pfn, image)
-    if late:
-        with km.hc.limits(LINUX_PTE_BATCH, 1):
-            for l1, slot, value in late:
-                km.hc.mmu(km.entry_ma(l1, slot) | abi.MMU_NORMAL_PT_UPDATE, value)
-
-
-def _pin_tree(km: KernelMemory, mm: AddressSpace) -> None:
-    """Queue Linux's pin walk: every table read-only top-down, PIN_L1 after each
-    L1, then the two L4s."""
-    for level, pfn in mm.table_pfns():
-        steps.make_readonly(km, pfn)
-        if level == 1:
-            steps.pin(km, pfn, 1)
-            mm.pinned_l1.add(pfn)
-    _pin_l4s(km, mm)
-
-
-def destroy_tree(km: KernelMemory, mm: AddressSpace) -> list[int]:
-    """Unpin the tree and make every frame writable again (one batch); the CPU
-    must not be using it. Returns the table pfns, ready to be freed."""
-    with km.hc.lazy():
-        steps.unpin(km, mm.l4)
-        steps.unpin(km, mm.user_l4)
-        steps.make_writable(km, mm.user_l4)
-        for _level, pfn in mm.table_pfns():
-            if pfn in mm.pinned_l1:
-                steps.unpin(km, pfn)
-            steps.make_writable(km, pfn)
-        steps.make_writable(km, mm.l4, abi.UVMF_TLB_FLUSH)
-    mm.pinned_l1.clear()
-    mm.live = False
-    return mm.all_table_pfns()
+    return images, late

@@ -8,7 +8,17 @@
 
 from __future__ import annotations
 
-__all__ = ["KernelPanic", "OutOfMemory", "SegmentationFault"]
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = [
+    "KernelPanic",
+    "OutOfMemory",
+    "SegmentationFault",
+    "kernel_faults",
+    "page_fault_of",
+    "panic",
+]
 
 
 class SegmentationFault(Exception):  # noqa: N818 -- the signal's name
@@ -44,16 +54,52 @@ class KernelPanic(RuntimeError):  # noqa: N818 -- xv6's panic()
     kernel's own bookkeeping contradicts itself.
 
     ``rule`` is the hypervisor's stable rule id when Xen refused (empty
-    otherwise); the message carries the hypervisor's explanation. Do not catch
-    it: fix the step that issued the call (``minikern.steps``).
+    otherwise), ``errno`` its errno (positive; 0 when Xen was not involved);
+    ``step`` the lesson function (``module:function``, see
+    ``minikern.steps``) that queued the refused request or was running when
+    the kernel found itself broken (empty: none). The message quotes the
+    hypervisor's explanation. Do not catch it: fix that function.
     """
 
-    def __init__(self, message: str, *, rule: str = "", errno: int = 0) -> None:
+    def __init__(self, message: str, *, rule: str = "", errno: int = 0, step: str = "") -> None:
         super().__init__(message)
         self.rule = rule
         self.errno = errno
+        self.step = step
 
 
 def panic(message: str) -> KernelPanic:
     """``panic("walk: remap")``: build the exception for the caller to raise."""
     return KernelPanic(f"panic: {message}")
+
+
+def page_fault_of(exc: BaseException) -> tuple[int, int] | None:
+    """``(va, error_code)`` if ``exc`` is the hardware's page fault, else None.
+    (The guest sees only the ABI, so the fault is recognised by its shape.)"""
+    if type(exc).__name__ != "PageFault":
+        return None
+    va, code = getattr(exc, "va", None), getattr(exc, "error_code", None)
+    if not isinstance(va, int) or not isinstance(code, int):
+        return None
+    return va, code
+
+
+@contextmanager
+def kernel_faults() -> Iterator[None]:
+    """Inside, a page fault of the kernel's own access is a :class:`KernelPanic`
+    (Linux's "unable to handle page fault" oops), naming the access and the
+    lesson function that made it; other exceptions pass through."""
+    try:
+        yield
+    except Exception as exc:
+        fault = page_fault_of(exc)
+        if fault is None:
+            raise
+        va, code = fault
+        chain: tuple[str, ...] = getattr(exc, "minikern_steps", None) or ()
+        access = "write" if code & 2 else "read"
+        who = f" in {chain[-1]}" if chain else ""
+        raise KernelPanic(
+            f"panic: kernel page fault{who}: {access} at {va:#x} (error code {code:#x}): {exc}",
+            step=chain[-1] if chain else "",
+        ) from exc

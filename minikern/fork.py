@@ -1,7 +1,7 @@
 """fork: copy-on-write duplication of an address space.
 
 Both sides end up mapping every shared page read-only; a later write faults
-and copies (``vm._copy_on_write``). The child's tree is built and pinned by
+and copies (``vm.copy_on_write``). The child's tree is built and pinned by
 the kernel's strategy (``build.build_tree``), then the parent's TLB is flushed
 so no stale writable translation survives.
 
@@ -14,50 +14,56 @@ Two styles of write-protecting the parent and writing the child's leaves:
 - ``"linux"``: ``ptep_set_wrprotect`` is a plain store into the live parent L1,
   so each writable page costs a trapped (emulated) write, and the child's
   leaves go out as ``mmu_update`` batches of 31.
+
+Lesson 08's functions live here: :func:`fork_mm` and :func:`wrprotect_parent`.
 """
 
 from __future__ import annotations
 
 from hypervisor import abi
-from minikern.build import build_tree, tables_for
+from minikern import steps
+from minikern.build import build_tree
 from minikern.kmem import KernelMemory
-from minikern.pgtable import AddressSpace
+from minikern.pgtable import AddressSpace, store_pte
 
-__all__ = ["FORK_STYLES", "fork_mm"]
+__all__ = ["FORK_STYLES", "fork_mm", "wrprotect_linux", "wrprotect_parent"]
 
 FORK_STYLES = ("batched", "linux")
 
 
-def wrprotect_batched(km: KernelMemory, mm: AddressSpace) -> None:
-    """Queue: every writable leaf of ``mm`` loses RW (Accessed/Dirty kept)."""
+@steps.swappable
+def wrprotect_parent(km: KernelMemory, mm: AddressSpace) -> None:
+    """Queue: every writable leaf of ``mm`` (``mm.writable``) rewritten without
+    RW by ``mmu_update`` with ``MMU_PT_UPDATE_PRESERVE_AD``, so Accessed/Dirty
+    bits the hardware set meanwhile survive (``mm.set_leaf`` keeps the
+    kernel's record)."""
     for vpn in sorted(mm.writable):
         mm.set_leaf(vpn, mm.ptes[vpn], False, abi.MMU_PT_UPDATE_PRESERVE_AD)
 
 
 def wrprotect_linux(km: KernelMemory, mm: AddressSpace) -> None:
     """Now: clear RW in each writable leaf with a plain store into the live L1
-    (Xen traps and emulates each one)."""
+    (Xen traps and emulates each one: ``store_pte``)."""
     for vpn in sorted(mm.writable):
         l1, slot = mm.leaf_slot(vpn)
-        addr = km.va(l1) + 8 * slot
-        km.vcpu.store(addr, km.vcpu.load(addr) & ~abi._PAGE_RW)
+        store_pte(km, l1, slot, km.load_entry(l1, slot) & ~abi._PAGE_RW)
     mm.writable.clear()
 
 
+@steps.swappable
 def fork_mm(km: KernelMemory, parent: AddressSpace, strategy: str, style: str) -> AddressSpace:
-    """A copy-on-write child of ``parent``, pinned; the parent write-protected."""
-    km.alloc.ensure(len(tables_for(list(parent.ptes))) + 2)
+    """A copy-on-write copy of ``parent``'s tree, pinned, in one lazy-MMU batch:
+    write-protect the parent (``style`` "batched": :func:`wrprotect_parent`;
+    "linux": :func:`wrprotect_linux`), build and pin the child mapping every
+    parent page read-only (``build.build_tree`` by ``strategy``), then flush
+    this CPU's TLB so no stale writable translation of a shared page survives.
+    The caller checked memory and keeps the reference counts."""
     with km.hc.lazy():
         if style == "linux":
             wrprotect_linux(km, parent)
         else:
-            wrprotect_batched(km, parent)
-        for pfn in parent.ptes.values():
-            km.mapcount[pfn] += 1
+            wrprotect_parent(km, parent)
         leaves = {vpn: (pfn, False) for vpn, pfn in parent.ptes.items()}
-        child = build_tree(
-            km, km.kernel_half, leaves, strategy, leaves_by_mmu_update=style == "linux"
-        )
-        child.vmas = dict(parent.vmas)
+        child = build_tree(km, km.kernel_half, leaves, strategy, style == "linux")
         km.hc.ext(abi.MMUEXT_TLB_FLUSH_LOCAL)
     return child

@@ -13,7 +13,9 @@ outermost section ends (or a batch fills up):
   (Xen runs them all and reports each one; it never stops early).
 
 A call Xen refuses is a kernel bug, raised as :class:`KernelPanic` with the
-hypervisor's explanation.
+hypervisor's explanation, its errno and rule id, and the lesson function
+(``minikern.steps``) that queued the refused request. Lesson 11's function
+lives here: :func:`issue_multicall`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from typing import Any
 import attrs
 
 from hypervisor import abi
+from minikern import steps
 from minikern.errors import KernelPanic
 
-__all__ = ["LINUX_PTE_BATCH", "MC_BATCH", "MMU_BATCH", "Hypercalls"]
+__all__ = ["LINUX_PTE_BATCH", "MC_BATCH", "MMU_BATCH", "Hypercalls", "issue_multicall"]
 
 MMU_BATCH = 512
 """Requests per ``mmu_update``: one page table's worth."""
@@ -38,19 +41,34 @@ LINUX_PTE_BATCH = 31
 
 _MERGE = (abi.HYPERVISOR_mmu_update, abi.HYPERVISOR_mmuext_op)
 _NAMES = {int(h): h.name for h in abi.Hypercall}
+Chain = tuple[str, ...]
 
 
 @attrs.define(eq=False)
 class _Pending:
-    """One queued hypercall; ``items`` grows while requests merge into it."""
+    """One queued hypercall; ``items`` grows while requests merge into it, and
+    ``by[i]`` is the chain of lesson functions that queued ``items[i]``."""
 
     op: int
     items: list[Any]
+    by: list[Chain]
 
     def args(self) -> tuple[Any, ...]:
         if self.op in _MERGE:
             return (list(self.items), abi.DOMID_SELF)
         return tuple(self.items)
+
+
+@steps.swappable
+def issue_multicall(
+    vcpu: abi.GuestVCpu, calls: Sequence[abi.MulticallEntry]
+) -> list[tuple[int, int]]:
+    """Now: ``calls`` as one ``HYPERVISOR_multicall``. Xen runs every entry and
+    writes each one's result (0 or -errno); it never stops early, so every
+    result must be checked. Returns ``(index, result)`` of each entry that
+    failed, in order (empty: all succeeded)."""
+    results = vcpu.multicall(list(calls))
+    return [(i, r) for i, r in enumerate(results) if r != 0]
 
 
 @attrs.define(eq=False)
@@ -114,8 +132,9 @@ class Hypercalls:
         last = self.queue[-1] if self.queue else None
         if last is not None and last.op == op and len(last.items) < cap:
             last.items.append(item)
+            last.by.append(steps.queued_by())
         else:
-            self._append(_Pending(op, [item]))
+            self._append(_Pending(op, [item], [steps.queued_by()]))
         self._queued()
 
     def mmu(self, ptr: int, val: int) -> None:
@@ -128,7 +147,9 @@ class Hypercalls:
 
     def uvm(self, va: int, val: int, flags: int = abi.UVMF_NONE) -> None:
         """Queue one ``update_va_mapping``."""
-        self._append(_Pending(abi.HYPERVISOR_update_va_mapping, [va, val, flags]))
+        self._append(
+            _Pending(abi.HYPERVISOR_update_va_mapping, [va, val, flags], [steps.queued_by()])
+        )
         self._queued()
 
     def vm_assist(self, cmd: int, type: int) -> None:
@@ -139,7 +160,7 @@ class Hypercalls:
         try:
             self.vcpu.vm_assist(cmd, type)
         except OSError as exc:
-            raise _refused("vm_assist", (cmd, type), exc) from exc
+            raise _refused(_Pending(abi.HYPERVISOR_vm_assist, [cmd, type], []), exc) from exc
 
     # -- issuing -------------------------------------------------------------------
 
@@ -164,10 +185,10 @@ class Hypercalls:
             else:
                 self.vcpu.update_va_mapping(*args)
         except OSError as exc:
-            raise _refused(_NAMES[p.op], args, exc) from exc
+            raise _refused(p, exc) from exc
 
     def _multicall(self, batch: Sequence[_Pending]) -> None:
-        """One multicall; every entry's result is checked."""
+        """One multicall (:func:`issue_multicall`); a failed entry is a panic."""
         if len(batch) == 1:
             self._direct(batch[0])
             return
@@ -175,35 +196,117 @@ class Hypercalls:
         self.entries += len(batch)
         calls = [abi.MulticallEntry(p.op, p.args()) for p in batch]
         try:
-            results = self.vcpu.multicall(calls)
+            failed = issue_multicall(self.vcpu, calls)
         except OSError as exc:
-            raise _refused("multicall", (calls,), exc) from exc
-        failed = [(i, r) for i, r in enumerate(results) if r != 0]
-        if failed:
-            what = "; ".join(
-                f"entry {i} {_NAMES[batch[i].op]}{_short(batch[i].args())} -> -{abi.errno_name(r)}"
-                for i, r in failed
-            )
+            raise _refused(_Pending(abi.HYPERVISOR_multicall, [calls], []), exc) from exc
+        if not _is_failure_list(failed, len(batch)):
             raise KernelPanic(
-                f"panic: {len(failed)} of {len(batch)} multicall entries failed: {what}",
-                errno=-failed[0][1],
+                f"panic: issue_multicall returned {failed!r:.120}, not a list of "
+                f"(entry index, -errno) pairs for the {len(batch)} entries",
+                step=issue_multicall.__module__ + ":issue_multicall",
             )
+        if failed:
+            raise _entry_failed(batch, failed)
 
     def now(self, *ops: tuple[int, int]) -> None:
         """Issue any queued work, then ``(cmd, arg1)`` commands as one ``mmuext_op``."""
         self.flush()
         items: list[Any] = [abi.MmuExtOp(cmd, arg1) for cmd, arg1 in ops]
-        self._direct(_Pending(abi.HYPERVISOR_mmuext_op, items))
+        by = [steps.queued_by()] * len(items)
+        self._direct(_Pending(abi.HYPERVISOR_mmuext_op, items, by))
 
 
-def _short(args: tuple[Any, ...]) -> str:
-    text = repr(args)
-    return text if len(text) < 160 else text[:157] + "..."
+def _is_failure_list(failed: object, n: int) -> bool:
+    """Is ``failed`` what :func:`issue_multicall` promises for ``n`` entries?"""
+    return isinstance(failed, list) and all(
+        isinstance(f, tuple)
+        and len(f) == 2
+        and type(f[0]) is int
+        and type(f[1]) is int
+        and 0 <= f[0] < n
+        and f[1] < 0
+        for f in failed
+    )
 
 
-def _refused(name: str, args: tuple[Any, ...], exc: OSError) -> KernelPanic:
-    """Xen refused a call the kernel made: the kernel's bug, said loudly."""
-    rule = str(getattr(exc, "rule", ""))
+# -- refusals, in words -------------------------------------------------------------------
+
+
+def describe(op: int, item: Any) -> str:
+    """One request in Xen's words, numbers in hex: ``MMUEXT_PIN_L4_TABLE mfn 0x1a2``."""
+    if op == abi.HYPERVISOR_mmu_update and isinstance(item, abi.MmuUpdate):
+        ptr, val = item.ptr, item.val
+        cmd = _enum_name(abi.MmuCmd, ptr & 7) if isinstance(ptr, int) else "?"
+        return f"{cmd} ptr {_hex(ptr)} val {_hex(val)}"
+    if op == abi.HYPERVISOR_mmuext_op and isinstance(item, abi.MmuExtOp):
+        return f"{_enum_name(abi.MmuExtCmd, item.cmd)} {_hex(item.arg1)}"
+    if op == abi.HYPERVISOR_update_va_mapping and isinstance(item, list) and len(item) == 3:
+        return f"va {_hex(item[0])} val {_hex(item[1])} flags {_hex(item[2])}"
+    return repr(item)
+
+
+def _hex(value: object) -> str:
+    return f"{value:#x}" if isinstance(value, int) else repr(value)
+
+
+def _enum_name(kind: Any, value: object) -> str:
+    try:
+        return str(kind(value).name)
+    except (ValueError, TypeError):
+        return f"command {value!r}"
+
+
+def _requests(p: _Pending) -> list[tuple[str, Chain]]:
+    """Each request of ``p`` in words, with the lesson functions that queued it."""
+    if p.op in _MERGE:
+        return [(describe(p.op, item), by) for item, by in zip(p.items, p.by, strict=False)]
+    return [(describe(p.op, p.items), p.by[0] if p.by else ())]
+
+
+def _blame(by: Chain) -> str:
+    """``queued by minikern.recipe:pin_table (in minikern.build:pin_tree)``."""
+    if not by:
+        return "queued by the kernel itself (no lesson function)"
+    outer = " < ".join(reversed(by[:-1]))
+    return f"queued by {by[-1]}" + (f" (in {outer})" if outer else "")
+
+
+def _refused(p: _Pending, exc: OSError) -> KernelPanic:
+    """Xen refused the direct call ``p``: the kernel's bug, said loudly."""
+    name = _NAMES.get(p.op, str(p.op))
+    reqs = _requests(p)
+    done = getattr(exc, "done", 0)
+    index = done if isinstance(done, int) and 0 <= done < len(reqs) else 0
+    what, by = reqs[index] if reqs else (name, ())
+    where = f" request {index} of {len(reqs)}" if len(reqs) > 1 else ""
+    rule = str(getattr(exc, "rule", "") or "")
+    errno = exc.errno or 0
     return KernelPanic(
-        f"panic: Xen refused {name}{_short(args)}: {exc}", rule=rule, errno=exc.errno or 0
+        f"panic: Xen refused {name}{where}: {what}\n"
+        f"  {abi.errno_name(errno)}{f' [{rule}]' if rule else ''}: {exc}\n"
+        f"  {_blame(by)}",
+        rule=rule,
+        errno=errno,
+        step=by[-1] if by else "",
+    )
+
+
+def _entry_failed(batch: Sequence[_Pending], failed: list[tuple[int, int]]) -> KernelPanic:
+    """Entries of a multicall failed: the first one in full, the others listed."""
+    index, result = failed[0]
+    p = batch[index]
+    reqs = _requests(p)
+    what, by = reqs[0]
+    more = f" (one of its {len(reqs)} requests)" if len(reqs) > 1 else ""
+    others = "".join(
+        f"\n  also entry {i} {_NAMES.get(batch[i].op, '?')}: {abi.errno_name(r)}"
+        for i, r in failed[1:]
+    )
+    return KernelPanic(
+        f"panic: {len(failed)} of {len(batch)} multicall entries failed; "
+        f"entry {index} {_NAMES.get(p.op, str(p.op))}{more}: {what}\n"
+        f"  {abi.errno_name(result)}\n"
+        f"  {_blame(by)}{others}",
+        errno=-result,
+        step=by[-1] if by else "",
     )

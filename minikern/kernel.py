@@ -4,12 +4,15 @@
 a PV kernel does (``minikern.boot``). Processes each own an address space
 (``minikern.pgtable``) built by the chosen strategy (``minikern.build``).
 
-Exit follows Linux's ``xen_exit_mmap``: the CPU is switched away from the
-dying tree first (NEW_BASEPTR to the boot L4, NEW_USER_BASEPTR 0) -- while a
-tree is somebody's base, unpinning leaves it typed and it cannot be made
-writable -- then the tree is unpinned and made writable, the data frames are
-dropped (a copy-on-write page is freed only by its last user) and every frame
-returns to the allocator.
+Exit follows Linux's ``xen_exit_mmap`` (``build.release_tree``): the CPU is
+switched away from the dying tree first (NEW_BASEPTR to the boot L4,
+NEW_USER_BASEPTR 0) -- while a tree is somebody's base, unpinning leaves it
+typed and it cannot be made writable -- then the tree is unpinned and made
+writable and its frames freed; then the data frames are dropped (a
+copy-on-write page is freed only by its last user).
+
+Every entry point runs under :func:`~minikern.errors.kernel_faults`: a page
+fault of the kernel's own access is a :class:`~minikern.KernelPanic`.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from typing import Any
 import attrs
 
 from hypervisor import abi
-from minikern import steps, toolstack
+from minikern import toolstack
 from minikern.boot import boot_memory
-from minikern.build import STRATEGIES, destroy_tree, new_tree
+from minikern.build import STRATEGIES, new_tree, release_tree, tables_for
+from minikern.errors import kernel_faults
 from minikern.fork import FORK_STYLES, fork_mm
 from minikern.kmem import KernelMemory
+from minikern.pgtable import AddressSpace
 from minikern.process import Process
+from minikern.recipe import load_base
 from minikern.vm import put_data
 
 __all__ = ["Kernel"]
@@ -64,52 +70,65 @@ class Kernel:
         if fork_style not in FORK_STYLES:
             raise ValueError(f"fork_style must be one of {FORK_STYLES}, not {fork_style!r}")
         xen, domain, vcpu, start_info = toolstack.launch(nr_pages, hypervisor)
-        km = boot_memory(vcpu, start_info)
+        with kernel_faults():
+            km = boot_memory(vcpu, start_info)
         return cls(xen, domain, vcpu, km, strategy, fork_style, boot_free=km.alloc.free_count())
 
     def free_pages(self) -> int:
         """The guest allocator's free count."""
         return self.km.alloc.free_count()
 
-    def _new_process(self, mm: Any) -> Process:
+    def _new_process(self, mm: AddressSpace) -> Process:
         p = Process(self, self.next_pid, mm)
         self.next_pid += 1
         self.processes.append(p)
         return p
 
     def _check(self, p: Process) -> None:
+        if not isinstance(p, Process):
+            raise TypeError(f"p must be a Process, not {type(p).__name__}")
         if p not in self.processes:
             raise ProcessLookupError(f"{p!r} is not a live process of this kernel")
 
     def spawn(self) -> Process:
         """A new process with an empty user address space."""
         self.km.alloc.ensure(2)
-        return self._new_process(new_tree(self.km, self.km.kernel_half))
+        with kernel_faults():
+            return self._new_process(new_tree(self.km, self.km.kernel_half))
 
     def fork(self, p: Process) -> Process:
         """A copy-on-write child of ``p``."""
         self._check(p)
-        return self._new_process(fork_mm(self.km, p.mm, self.strategy, self.fork_style))
+        km, parent = self.km, p.mm
+        km.alloc.ensure(len(tables_for(list(parent.ptes))) + 2)
+        with kernel_faults():
+            child = fork_mm(km, parent, self.strategy, self.fork_style)
+        for pfn in parent.ptes.values():
+            km.mapcount[pfn] += 1
+        child.vmas = dict(parent.vmas)
+        return self._new_process(child)
 
     def switch_to(self, p: Process) -> None:
         """Load ``p``'s tree: NEW_BASEPTR and NEW_USER_BASEPTR in one mmuext_op."""
         self._check(p)
         if self.current is not p:
-            steps.load_base(self.km, p.mm.l4, p.mm.user_l4)
+            with kernel_faults():
+                load_base(self.km, p.mm.l4, p.mm.user_l4)
             self.current = p
 
     def exit(self, p: Process) -> None:
         """Tear ``p`` down and return every frame it held."""
         self._check(p)
-        km = self.km
-        if self.current is p:
-            steps.load_base(km, km.boot_l4, None)
-            self.current = None
-        tables = destroy_tree(km, p.mm)
-        put_data(km, list(p.mm.ptes.values()))
-        p.mm.ptes.clear()
-        p.mm.writable.clear()
-        for pfn in tables:
-            steps.free(km, pfn)
+        km, mm = self.km, p.mm
+        loaded = self.current is p
+        with kernel_faults():
+            release_tree(km, mm.l4, mm.user_l4, mm.table_pfns(), loaded)
+            if loaded:
+                self.current = None
+            put_data(km, list(mm.ptes.values()))
+        mm.ptes.clear()
+        mm.writable.clear()
+        mm.tables.clear()
+        mm.live = False
         self.processes.remove(p)
         p.alive = False

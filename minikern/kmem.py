@@ -4,6 +4,10 @@ The domain builder maps every pfn at ``virt_base + pfn * 4096`` (page-table
 frames read-only); the kernel keeps that bootstrap direct map as its own view
 of memory. It lives in the kernel half of the address space (L4 slot 511),
 which every process's L4 shares, so ``va(pfn)`` works whatever is loaded.
+
+Lesson 01's functions live here: :func:`pfn_to_mfn` (the P2M lookup),
+:func:`pfn_pte` (an entry for a pfn) and :func:`map_page` (one mapping by
+``update_va_mapping``).
 """
 
 from __future__ import annotations
@@ -11,21 +15,16 @@ from __future__ import annotations
 import attrs
 
 from hypervisor import abi
+from hypervisor.abi import Mfn, Pfn, VAddr
+from minikern import steps
 from minikern.alloc import FrameAllocator
 from minikern.hypercall import Hypercalls
 
-__all__ = ["KERNEL_PROT", "TABLE_PROT", "KernelMemory"]
+__all__ = ["KERNEL_PROT", "TABLE_PROT", "KernelMemory", "map_page", "pfn_pte", "pfn_to_mfn"]
 
-P, RW, US, A, D = (
-    abi._PAGE_PRESENT,
-    abi._PAGE_RW,
-    abi._PAGE_USER,
-    abi._PAGE_ACCESSED,
-    abi._PAGE_DIRTY,
-)
-KERNEL_PROT = P | RW | US | A
+KERNEL_PROT = abi._PAGE_PRESENT | abi._PAGE_RW | abi._PAGE_USER | abi._PAGE_ACCESSED
 """A direct-map entry (64-bit PV kernels run in ring 3, so USER is set)."""
-TABLE_PROT = P | RW | US | A | D
+TABLE_PROT = KERNEL_PROT | abi._PAGE_DIRTY
 """An upper-level entry pointing at a table (Linux ``_PAGE_TABLE``)."""
 
 
@@ -37,30 +36,47 @@ class KernelMemory:
     vcpu: abi.GuestVCpu
     hc: Hypercalls
     virt_base: int
-    p2m: list[int]
+    p2m: list[Mfn]
+    """pfn -> mfn, as the toolstack left it at ``start_info.mfn_list``."""
     alloc: FrameAllocator
-    boot_l4: int
+    boot_l4: Pfn
     """pfn of the bootstrap top-level table: the kernel's own base."""
     kernel_half: dict[int, int] = attrs.Factory(dict)
     """The boot L4's kernel-half entries (slot -> value), copied into every process L4."""
-    mapcount: dict[int, int] = attrs.Factory(dict)
+    mapcount: dict[Pfn, int] = attrs.Factory(dict)
     """Data pfn -> how many leaves map it (copy-on-write sharing, Linux ``mapcount``)."""
 
-    def va(self, pfn: int) -> int:
+    def va(self, pfn: Pfn) -> VAddr:
         """The direct-map address of ``pfn``."""
-        return self.virt_base + pfn * abi.PAGE_SIZE
+        return VAddr(self.virt_base + pfn * abi.PAGE_SIZE)
 
-    def mfn(self, pfn: int) -> int:
-        return self.p2m[pfn]
-
-    def pte(self, pfn: int, flags: int) -> int:
-        """An entry mapping ``pfn``'s machine frame with ``flags``."""
-        return abi.make_pte(self.p2m[pfn], flags)
-
-    def entry_ma(self, table_pfn: int, slot: int) -> int:
+    def entry_ma(self, table_pfn: Pfn, slot: int) -> int:
         """Machine address of entry ``slot`` of table ``table_pfn`` (an mmu_update ptr)."""
-        return (self.p2m[table_pfn] << abi.PAGE_SHIFT) + 8 * slot
+        return (pfn_to_mfn(self, table_pfn) << abi.PAGE_SHIFT) + 8 * slot
 
-    def load_entry(self, table_pfn: int, slot: int) -> int:
+    def load_entry(self, table_pfn: Pfn, slot: int) -> int:
         """Read entry ``slot`` of a table through the direct map."""
         return self.vcpu.load(self.va(table_pfn) + 8 * slot)
+
+
+@steps.swappable
+def pfn_to_mfn(km: KernelMemory, pfn: Pfn) -> Mfn:
+    """The machine frame behind guest frame ``pfn``: entry ``pfn`` of the P2M
+    (``km.p2m``). Every entry a PV guest hands Xen names machine frames; the
+    guest's own frame numbers mean nothing to the hardware."""
+    return km.p2m[pfn]
+
+
+@steps.swappable
+def pfn_pte(km: KernelMemory, pfn: Pfn, flags: int) -> int:
+    """A page-table entry mapping guest frame ``pfn`` with ``flags`` (``_PAGE_*``
+    bits): the machine frame number in bits 12-51, the flags below."""
+    return abi.make_pte(pfn_to_mfn(km, pfn), flags)
+
+
+@steps.swappable
+def map_page(km: KernelMemory, va: VAddr, pfn: Pfn, flags: int, uvmf: int) -> None:
+    """Queue: map ``va`` to guest frame ``pfn`` with ``flags`` by
+    ``update_va_mapping`` (``uvmf``: the ``UVMF_*`` TLB flush to do after).
+    The L1 entry for ``va`` must exist in the loaded tree."""
+    km.hc.uvm(va, pfn_pte(km, pfn, flags), uvmf)

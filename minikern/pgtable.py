@@ -15,62 +15,113 @@ grown the Linux way: zero, make read-only, pin (L1), then link.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 
 import attrs
 
 from hypervisor import abi
+from hypervisor.abi import Pfn
 from minikern import steps
 from minikern.errors import panic
-from minikern.kmem import KernelMemory
+from minikern.kmem import KernelMemory, pfn_pte
+from minikern.recipe import (
+    link_table,
+    make_readonly,
+    make_writable,
+    pin_table,
+    unlink_table,
+    unpin_table,
+    zero_frame,
+)
 
-__all__ = ["SHIFT", "USER_LIMIT", "AddressSpace", "TableKey", "leaf_value"]
+__all__ = [
+    "SHIFT",
+    "USER_LIMIT",
+    "AddressSpace",
+    "TableKey",
+    "add_table",
+    "leaf_value",
+    "set_pte",
+    "store_pte",
+]
 
 SHIFT = {1: 21, 2: 30, 3: 39}
 """``va >> SHIFT[n]`` is the index of the level-n table covering ``va``."""
 USER_LIMIT = 1 << 47
 """User virtual addresses are below this (L4 slots 0..255)."""
 TableKey = tuple[int, int]
-P, RW, US = abi._PAGE_PRESENT, abi._PAGE_RW, abi._PAGE_USER
+USER_PROT = abi._PAGE_PRESENT | abi._PAGE_USER
+"""A user data mapping, read-only (``| _PAGE_RW`` for writable)."""
 
 
-def leaf_value(km: KernelMemory, pfn: int, writable: bool) -> int:
+def leaf_value(km: KernelMemory, pfn: Pfn, writable: bool) -> int:
     """A user data mapping of ``pfn``."""
-    return km.pte(pfn, P | US | (RW if writable else 0))
+    return pfn_pte(km, pfn, USER_PROT | (abi._PAGE_RW if writable else 0))
+
+
+@steps.swappable
+def set_pte(km: KernelMemory, l1: Pfn, slot: int, pte: int, cmd: int) -> None:
+    """Queue: write ``pte`` into entry ``slot`` of the live L1 ``l1`` through Xen:
+    one ``mmu_update`` request whose pointer is the entry's machine address
+    with ``cmd`` (``MMU_NORMAL_PT_UPDATE``, or ``MMU_PT_UPDATE_PRESERVE_AD`` to
+    keep the Accessed/Dirty bits the hardware set) in its low bits."""
+    km.hc.mmu(km.entry_ma(l1, slot) | cmd, pte)
+
+
+@steps.swappable
+def store_pte(km: KernelMemory, l1: Pfn, slot: int, pte: int) -> None:
+    """Now: write ``pte`` into entry ``slot`` of the live L1 ``l1`` with a plain
+    8-byte store through the direct map. The frame is read-only, so the store
+    faults; with ``VMASST_TYPE_writable_pagetables`` Xen traps it, checks the
+    new entry as ``mmu_update`` would, and emulates it."""
+    km.vcpu.store(km.va(l1) + 8 * slot, pte)
+
+
+@steps.swappable
+def add_table(km: KernelMemory, pfn: Pfn, level: int, parents: Sequence[tuple[Pfn, int]]) -> None:
+    """Queue: make the newly allocated frame ``pfn`` a level-``level`` table of a
+    live tree: zero it (while still writable), make it read-only, pin it if
+    it is an L1, then link it into each ``(parent, slot)``. The order matters:
+    Xen validates the frame when it is linked (or pinned)."""
+    zero_frame(km, pfn)
+    make_readonly(km, pfn, abi.UVMF_NONE)
+    if level == 1:
+        pin_table(km, pfn, 1)
+    for parent, slot in parents:
+        link_table(km, parent, slot, pfn)
 
 
 @attrs.define(eq=False)
 class AddressSpace:
-    """One process's tree: its two L4s, its tables, its leaves and its VMAs."""
+    """One process's tree: its two L4s, its tables, its leaves and its VMAs.
+    Every L1 of a live tree is pinned."""
 
     km: KernelMemory
-    l4: int
+    l4: Pfn
     """pfn of the kernel-mode L4 (NEW_BASEPTR)."""
-    user_l4: int
+    user_l4: Pfn
     """pfn of the user-mode L4 (NEW_USER_BASEPTR)."""
-    tables: dict[TableKey, int] = attrs.Factory(dict)
+    tables: dict[TableKey, Pfn] = attrs.Factory(dict)
     used: dict[TableKey, int] = attrs.Factory(dict)
     """Present entries per table (L3-L1)."""
-    ptes: dict[int, int] = attrs.Factory(dict)
+    ptes: dict[int, Pfn] = attrs.Factory(dict)
     """vpn -> data pfn mapped there."""
     writable: set[int] = attrs.Factory(set)
     """vpns whose leaf is mapped RW right now."""
     vmas: dict[int, str] = attrs.Factory(dict)
     """vpn -> "r" / "rw": what the process may touch (page-granular VMAs)."""
-    pinned_l1: set[int] = attrs.Factory(set)
     live: bool = False
 
     # -- looking things up --------------------------------------------------------
 
-    def table_pfns(self) -> Iterator[tuple[int, int]]:
+    def table_pfns(self) -> list[tuple[int, Pfn]]:
         """``(level, pfn)`` of every table below the L4s, top-down."""
-        for key in sorted(self.tables, key=lambda k: (-k[0], k[1])):
-            yield key[0], self.tables[key]
+        return [(key[0], self.tables[key]) for key in sorted(self.tables, key=_top_down)]
 
-    def all_table_pfns(self) -> list[int]:
+    def all_table_pfns(self) -> list[Pfn]:
         return [self.l4, self.user_l4, *self.tables.values()]
 
-    def leaf_slot(self, vpn: int) -> tuple[int, int]:
+    def leaf_slot(self, vpn: int) -> tuple[Pfn, int]:
         """``(l1 pfn, slot)`` of the leaf entry for ``vpn``; the L1 must exist."""
         l1 = self.tables.get((1, vpn >> 9))
         if l1 is None:
@@ -82,7 +133,7 @@ class AddressSpace:
         va = vpn << 12
         return sum((lv, va >> SHIFT[lv]) not in self.tables for lv in (3, 2, 1))
 
-    def parents(self, level: int, index: int) -> list[tuple[int, int]]:
+    def parents(self, level: int, index: int) -> list[tuple[Pfn, int]]:
         """``(table pfn, slot)`` of every entry that points at table (level, index)."""
         if level == 3:
             return [(self.l4, index), (self.user_l4, index)]
@@ -90,7 +141,7 @@ class AddressSpace:
 
     # -- growing a live tree --------------------------------------------------------
 
-    def ensure_l1(self, vpn: int) -> int:
+    def ensure_l1(self, vpn: int) -> Pfn:
         """The L1 for ``vpn``, growing the live tree as needed (queued)."""
         va = vpn << 12
         for level in (3, 2, 1):
@@ -99,18 +150,10 @@ class AddressSpace:
                 self.grow(level, key[1])
         return self.tables[(1, vpn >> 9)]
 
-    def grow(self, level: int, index: int) -> int:
-        """Add table (level, index) to the live tree: zero, read-only, pin an L1,
-        then link into its parent(s)."""
-        km = self.km
-        pfn = km.alloc.alloc()
-        steps.zero(km, pfn)
-        steps.make_readonly(km, pfn)
-        if level == 1:
-            steps.pin(km, pfn, 1)
-            self.pinned_l1.add(pfn)
-        for parent, slot in self.parents(level, index):
-            steps.link(km, parent, slot, pfn)
+    def grow(self, level: int, index: int) -> Pfn:
+        """Allocate table (level, index) and add it to the live tree (``add_table``)."""
+        pfn = self.km.alloc.alloc()
+        add_table(self.km, pfn, level, self.parents(level, index))
         self.tables[(level, index)] = pfn
         self.used[(level, index)] = 0
         if level < 3:
@@ -119,33 +162,33 @@ class AddressSpace:
 
     # -- leaves ---------------------------------------------------------------------
 
-    def set_leaf(self, vpn: int, pfn: int, writable: bool, cmd: int = 0) -> None:
+    def set_leaf(self, vpn: int, pfn: Pfn, writable: bool, cmd: int) -> None:
         """Queue the leaf for ``vpn`` -> ``pfn`` (the L1 must exist)."""
         l1, slot = self.leaf_slot(vpn)
         if vpn not in self.ptes:
             self.used[(1, vpn >> 9)] += 1
-        self.km.hc.mmu(self.km.entry_ma(l1, slot) | cmd, leaf_value(self.km, pfn, writable))
+        set_pte(self.km, l1, slot, leaf_value(self.km, pfn, writable), cmd)
         self.ptes[vpn] = pfn
         if writable:
             self.writable.add(vpn)
         else:
             self.writable.discard(vpn)
 
-    def clear_leaf(self, vpn: int) -> int:
+    def clear_leaf(self, vpn: int) -> Pfn:
         """Queue clearing the leaf for ``vpn``; returns the pfn it mapped."""
         l1, slot = self.leaf_slot(vpn)
-        self.km.hc.mmu(self.km.entry_ma(l1, slot) | abi.MMU_NORMAL_PT_UPDATE, 0)
+        set_pte(self.km, l1, slot, 0, abi.MMU_NORMAL_PT_UPDATE)
         self.used[(1, vpn >> 9)] -= 1
         self.writable.discard(vpn)
         return self.ptes.pop(vpn)
 
     # -- shrinking ------------------------------------------------------------------
 
-    def prune(self, vpn: int) -> list[int]:
+    def prune(self, vpn: int) -> list[Pfn]:
         """Queue the removal of tables over ``vpn`` that became empty: unlink,
         unpin (L1), make writable. Returns their pfns, to free after the flush."""
         va = vpn << 12
-        gone: list[int] = []
+        gone: list[Pfn] = []
         for level in (1, 2, 3):
             key = (level, va >> SHIFT[level])
             if key not in self.tables or self.used[key]:
@@ -153,12 +196,15 @@ class AddressSpace:
             pfn = self.tables.pop(key)
             del self.used[key]
             for parent, slot in self.parents(level, key[1]):
-                steps.unlink(self.km, parent, slot)
+                unlink_table(self.km, parent, slot)
             if level < 3:
                 self.used[(level + 1, key[1] >> 9)] -= 1
-            if pfn in self.pinned_l1:
-                steps.unpin(self.km, pfn)
-                self.pinned_l1.discard(pfn)
-            steps.make_writable(self.km, pfn)
+            if level == 1:
+                unpin_table(self.km, pfn)
+            make_writable(self.km, pfn, abi.UVMF_NONE)
             gone.append(pfn)
         return gone
+
+
+def _top_down(key: TableKey) -> tuple[int, int]:
+    return -key[0], key[1]

@@ -10,33 +10,30 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import attrs
 
 from hypervisor import abi
 from minikern import vm
-from minikern.errors import panic
+from minikern.errors import kernel_faults, page_fault_of, panic
+from minikern.kmem import KernelMemory
 from minikern.pgtable import AddressSpace
 
-if TYPE_CHECKING:
-    from minikern.kernel import Kernel
-
-__all__ = ["Process", "page_fault_of"]
+__all__ = ["Process", "ProcessHost"]
 
 T = TypeVar("T")
 _RETRIES = 4
 
 
-def page_fault_of(exc: BaseException) -> tuple[int, int] | None:
-    """``(va, error_code)`` if ``exc`` is the hardware's page fault, else None.
-    (The guest sees only the ABI, so the fault is recognised by its shape.)"""
-    if type(exc).__name__ != "PageFault":
-        return None
-    va, code = getattr(exc, "va", None), getattr(exc, "error_code", None)
-    if not isinstance(va, int) or not isinstance(code, int):
-        return None
-    return va, code
+class ProcessHost(Protocol):
+    """What a process needs of its kernel (``minikern.Kernel``): its memory,
+    its vCPU, and switching the CPU to a process."""
+
+    km: KernelMemory
+    vcpu: abi.GuestVCpu
+
+    def switch_to(self, p: Process) -> None: ...
 
 
 def _chunks(va: int, n: int) -> list[tuple[int, int]]:
@@ -53,7 +50,7 @@ def _chunks(va: int, n: int) -> list[tuple[int, int]]:
 class Process:
     """A user process of ``kernel``; ``mm`` is its address space."""
 
-    kernel: Kernel
+    kernel: ProcessHost
     pid: int
     mm: AddressSpace
     alive: bool = True
@@ -69,17 +66,20 @@ class Process:
     def mmap(self, va: int, length: int, prot: str = "rw", *, populate: bool = False) -> None:
         """Map ``[va, va+length)`` anonymous, demand-zero, ``prot`` "r" or "rw"."""
         self._check()
-        vm.do_mmap(self.kernel.km, self.mm, va, length, prot, populate)
+        with kernel_faults():
+            vm.do_mmap(self.kernel.km, self.mm, va, length, prot, populate)
 
     def munmap(self, va: int, length: int) -> None:
         """Unmap ``[va, va+length)``; SegmentationFault if any page is unmapped."""
         self._check()
-        vm.do_munmap(self.kernel.km, self.mm, va, length)
+        with kernel_faults():
+            vm.do_munmap(self.kernel.km, self.mm, va, length)
 
     def mprotect(self, va: int, length: int, prot: str) -> None:
         """Change the protection of ``[va, va+length)`` (all of it mapped)."""
         self._check()
-        vm.do_mprotect(self.kernel.km, self.mm, va, length, prot)
+        with kernel_faults():
+            vm.do_mprotect(self.kernel.km, self.mm, va, length, prot)
 
     def read(self, va: int, n: int) -> bytes:
         """``n`` bytes at ``va``, read as user code."""
@@ -117,5 +117,6 @@ class Process:
                 fault = page_fault_of(exc)
                 if fault is None:
                     raise
-                vm.handle_fault(k.km, self.mm, fault[0], bool(fault[1] & 2) or write)
+                with kernel_faults():
+                    vm.handle_fault(k.km, self.mm, fault[0], bool(fault[1] & 2) or write)
         raise panic(f"trap: access at {va:#x} keeps faulting after {_RETRIES} fixes")

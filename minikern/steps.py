@@ -1,210 +1,238 @@
-"""The page-table recipe, one small step per function, behind ONE registry.
+"""The seam: every kernel function a lesson asks a student to write, by ONE name.
 
-The 2011 recipe for a table frame: **zero** it, **fill** its entries through
-the direct map while it is still plain data, **make it read-only** (its own
-direct-map entry loses RW), **pin** it (Xen validates the tree) or **link** it
-into a live parent, **load** it as a base. Teardown mirrors it: switch away,
-**unpin**, **make it writable** again, **free** it.
+A **lesson function** is a module-level function of minikern, declared where it
+belongs in the kernel with its reference body right there, and marked with
+:func:`swappable`. Its one name is ``module:function`` (``minikern.build:pin_tree``),
+exactly as a lesson's ``lesson.toml`` lists it. The kernel calls the
+module-level name, so a swap takes effect everywhere::
 
-Every step is looked up in :data:`STEPS` when it runs, so a lesson swaps in a
-student's (or a deliberately broken) version and the rest of the kernel keeps
-working::
-
-    with steps.override("make_readonly", my_make_readonly):
+    with steps.override(build.pin_tree, my_pin_tree):   # typed: mypy checks the signature
         k.spawn()
 
-Steps that talk to Xen only *queue* their request (``km.hc``); whoever runs the
-recipe decides where the batch ends. The call sites use the module-level
-functions below (``steps.zero(km, pfn)``), which dispatch through the registry.
+    steps.install("minikern.build:pin_tree", fn)          # by name (the grader's child)
+    steps.reset()                                         # every function back to the reference
+
+The kernel calls every lesson function with all its arguments, positionally;
+none has defaults. Functions marked *queue* only queue their request on
+``km.hc`` (the caller decides where the lazy-MMU batch ends); *now* ones issue
+it at once. When Xen refuses a request, the :class:`~minikern.KernelPanic`
+names the lesson function that queued it (``KernelPanic.step``).
+
+The lesson functions
+--------------------
+
+Types: ``km`` is a :class:`minikern.kmem.KernelMemory`; ``Pfn``, ``Mfn``,
+``VAddr`` are ``hypervisor.abi``'s; ``Tables`` is
+``Sequence[tuple[int, Pfn]]``, ``(level, pfn)`` of tables below the L4s,
+top-down; ``mm`` a :class:`minikern.pgtable.AddressSpace`.
+
+01_map_a_page
+  - ``minikern.kmem:pfn_to_mfn(km, pfn: Pfn) -> Mfn`` -- the P2M lookup.
+  - ``minikern.kmem:pfn_pte(km, pfn: Pfn, flags: int) -> int`` -- an entry
+    mapping ``pfn``'s machine frame with ``flags``.
+  - ``minikern.kmem:map_page(km, va: VAddr, pfn: Pfn, flags: int, uvmf: int) -> None``
+    -- queue: ``update_va_mapping`` of ``va`` to ``pfn`` (``uvmf``: UVMF_* flush flags).
+02_readonly_l1
+  - ``minikern.recipe:fill_table(km, pfn: Pfn, entries: Mapping[int, int]) -> None``
+    -- plain stores while the frame is still plain data.
+  - ``minikern.recipe:make_readonly(km, pfn: Pfn, uvmf: int) -> None`` -- queue:
+    the frame's own direct-map entry loses RW.
+  - ``minikern.recipe:pin_table(km, pfn: Pfn, level: int) -> None`` -- queue:
+    ``MMUEXT_PIN_Ln_TABLE``.
+03_build_tree
+  - ``minikern.build:write_tables(km, images: Mapping[Pfn, Mapping[int, int]]) -> None``
+    -- zero and fill every table of a new tree while it is plain data.
+  - ``minikern.build:protect_tables(km, tables: Tables) -> None`` -- queue: every
+    table read-only, top-down, each L1 pinned right after.
+04_pin_and_load
+  - ``minikern.build:pin_tree(km, kernel_l4: Pfn, user_l4: Pfn) -> None`` -- queue:
+    each L4 read-only (with a TLB flush), then ``PIN_L4``.
+  - ``minikern.recipe:load_base(km, kernel_l4: Pfn, user_l4: Pfn | None) -> None``
+    -- now: ``NEW_BASEPTR`` + ``NEW_USER_BASEPTR`` (0 for none), one ``mmuext_op``.
+05_update_mappings
+  - ``minikern.pgtable:set_pte(km, l1: Pfn, slot: int, pte: int, cmd: int) -> None``
+    -- queue: ``mmu_update`` of a live L1 entry (``cmd``: ``MMU_NORMAL_PT_UPDATE``
+    or ``MMU_PT_UPDATE_PRESERVE_AD``).
+  - ``minikern.vm:flush_tlb(km, vpns: Sequence[int]) -> None`` -- queue: INVLPG per
+    page up to ``vm.FLUSH_CEILING`` pages, one full flush beyond.
+06_trapped_writes
+  - ``minikern.pgtable:store_pte(km, l1: Pfn, slot: int, pte: int) -> None`` -- now:
+    a plain store into a live L1 (Xen traps and emulates it).
+07_grow_live_tree
+  - ``minikern.pgtable:add_table(km, level: int, parents: Sequence[tuple[Pfn, int]]) -> Pfn``
+    -- a new table in a live tree: allocate, zero, read-only, pin (L1), link into
+    each ``(parent, slot)``.
+  - ``minikern.recipe:zero_frame(km, pfn: Pfn) -> None``,
+    ``minikern.recipe:link_table(km, parent: Pfn, slot: int, child: Pfn) -> None``.
+08_fork_cow
+  - ``minikern.fork:wrprotect_parent(km, leaves: Sequence[tuple[Pfn, int, int]]) -> None``
+    -- queue: each ``(l1, slot, pte)`` rewritten without RW, Accessed/Dirty kept.
+  - ``minikern.fork:fork_mm(km, parent: mm, strategy: str, style: str) -> mm``
+    -- the whole fork: write-protect, share, build and pin the child, flush.
+09_cow_fault
+  - ``minikern.vm:copy_on_write(km, mm, vpn: int) -> None`` -- copy (or reuse when
+    last), remap writable, INVLPG, reference counts.
+10_teardown
+  - ``minikern.build:release_tree(km, kernel_l4: Pfn, user_l4: Pfn, tables: Tables,
+    loaded: bool) -> None`` -- switch away (if loaded), unpin, make writable, free.
+  - ``minikern.recipe:unpin_table(km, pfn: Pfn) -> None``,
+    ``minikern.recipe:make_writable(km, pfn: Pfn, uvmf: int) -> None``,
+    ``minikern.recipe:free_frame(km, pfn: Pfn) -> None``.
+11_batching
+  - ``minikern.hypercall:issue_multicall(vcpu, calls: Sequence[abi.MulticallEntry])
+    -> list[tuple[int, int]]`` -- one ``HYPERVISOR_multicall``; returns ``(index,
+    result)`` of every entry that failed.
+
+Also swappable, in no lesson yet: ``minikern.recipe:unlink_table(km, parent: Pfn,
+slot: int) -> None``. :data:`REGISTRY` is the authority: ``sorted(REGISTRY)``.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable, Iterator, Mapping
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
-from hypervisor import abi
-from minikern.kmem import KERNEL_PROT, TABLE_PROT, KernelMemory
+import attrs
 
 __all__ = [
-    "REFERENCE",
-    "STEPS",
-    "fill",
-    "free",
-    "link",
-    "load_base",
-    "make_readonly",
-    "make_writable",
+    "REGISTRY",
+    "LessonFunction",
+    "install",
+    "lesson_function",
     "override",
-    "pin",
-    "unlink",
-    "unpin",
-    "zero",
+    "queued_by",
+    "reset",
+    "swappable",
 ]
 
-StepFn = Callable[..., None]
-STEPS: dict[str, StepFn] = {}
-"""Step name -> the implementation in use."""
-REFERENCE: dict[str, StepFn] = {}
-"""Step name -> minikern's own implementation."""
-
-JUNK = b"\x01" * abi.PAGE_SIZE
-"""Freed frames are filled with this (xv6's ``memset(pa, 1, PGSIZE)``): as a
-table every entry would be present with an absurd mfn, so a frame used as a
-table without being zeroed fails validation loudly."""
-_PIN = {1: abi.MMUEXT_PIN_L1_TABLE, 2: abi.MMUEXT_PIN_L2_TABLE}
-_PIN |= {3: abi.MMUEXT_PIN_L3_TABLE, 4: abi.MMUEXT_PIN_L4_TABLE}
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def reference(name: str) -> Callable[[StepFn], StepFn]:
-    """Register ``fn`` as the reference implementation of step ``name``."""
+@attrs.define(eq=False)
+class LessonFunction:
+    """The record of one lesson function: its one ``name`` (``module:function``),
+    the kernel's ``reference``, the implementation in use (``impl``), the
+    ``signature`` and ``doc`` a starter is made from, and the module-level
+    ``wrapper`` the kernel calls."""
 
-    def deco(fn: StepFn) -> StepFn:
-        STEPS[name] = REFERENCE[name] = fn
-        return fn
+    name: str
+    reference: Callable[..., Any]
+    impl: Callable[..., Any]
+    signature: inspect.Signature
+    doc: str
+    wrapper: Callable[..., Any] = attrs.field(default=None, repr=False)
 
-    return deco
+    @property
+    def swapped(self) -> bool:
+        return self.impl is not self.reference
+
+
+REGISTRY: dict[str, LessonFunction] = {}
+"""``module:function`` -> its record, for every lesson function."""
+_BY_WRAPPER: dict[Callable[..., Any], LessonFunction] = {}
+_CHAIN: tuple[str, ...] = ()
+"""The lesson functions running now, outermost first."""
+
+
+def swappable(fn: Callable[P, R]) -> Callable[P, R]:
+    """Register ``fn`` as the reference of lesson function ``module:function``
+    and return the typed wrapper the kernel calls (same signature)."""
+    name = f"{fn.__module__}:{fn.__name__}"
+    if name in REGISTRY:
+        raise ValueError(f"lesson function {name} is declared twice")
+    rec = LessonFunction(name, fn, fn, inspect.signature(fn), inspect.getdoc(fn) or "")
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        global _CHAIN
+        outer = _CHAIN
+        _CHAIN = (*outer, name)
+        try:
+            result: R = rec.impl(*args, **kwargs)
+            return result
+        except BaseException as exc:
+            _blame(exc, _CHAIN)
+            raise
+        finally:
+            _CHAIN = outer
+
+    rec.wrapper = wrapper
+    REGISTRY[name] = rec
+    _BY_WRAPPER[wrapper] = rec
+    return wrapper
+
+
+def _blame(exc: BaseException, chain: tuple[str, ...]) -> None:
+    """Remember on ``exc`` the innermost lesson functions it went through."""
+    if getattr(exc, "minikern_steps", None) is None:
+        with contextlib.suppress(AttributeError):
+            exc.minikern_steps = chain  # type: ignore[attr-defined]
+
+
+def queued_by() -> tuple[str, ...]:
+    """The lesson functions running now, outermost first (empty: none)."""
+    return _CHAIN
+
+
+def lesson_function(fn: Callable[..., Any] | str) -> LessonFunction:
+    """The record of ``fn`` (a lesson function, or its ``module:function`` name).
+    Raises: KeyError naming the known functions if there is no such one."""
+    rec = REGISTRY.get(fn) if isinstance(fn, str) else _BY_WRAPPER.get(fn)
+    if rec is None:
+        what = fn if isinstance(fn, str) else getattr(fn, "__qualname__", repr(fn))
+        raise KeyError(f"{what!r} is not a lesson function; they are {sorted(REGISTRY)}")
+    return rec
 
 
 @contextmanager
-def override(name: str, fn: StepFn) -> Iterator[StepFn]:
-    """Run step ``name`` as ``fn`` inside the block; yields the replaced one."""
-    if name not in STEPS:
-        raise KeyError(f"no step named {name!r}; steps are {sorted(STEPS)}")
-    old = STEPS[name]
-    STEPS[name] = fn
+def override(fn: Callable[P, R], impl: Callable[P, R]) -> Iterator[Callable[P, R]]:
+    """Run lesson function ``fn`` as ``impl`` inside the block (mypy checks that
+    the signatures agree); yields the implementation it replaced."""
+    rec = lesson_function(fn)
+    _check_callable(rec, impl)
+    old = rec.impl
+    rec.impl = impl
     try:
-        yield old
+        yield cast(Callable[P, R], old)
     finally:
-        STEPS[name] = old
+        rec.impl = old
 
 
-# -- reference implementations -------------------------------------------------------
+def install(name: str, impl: Callable[..., Any]) -> None:
+    """Make ``impl`` the implementation of lesson function ``name`` until
+    :func:`reset`. Raises: KeyError (no such function), TypeError (``impl`` is
+    not callable with the reference's positional arguments)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a 'module:function' str, not {type(name).__name__}")
+    rec = lesson_function(name)
+    _check_callable(rec, impl)
+    rec.impl = impl
 
 
-@reference("zero")
-def zero_frame(km: KernelMemory, pfn: int) -> None:
-    """Zero ``pfn`` with plain stores through the direct map (it must still be
-    writable: a dirty frame could fail validation later)."""
-    km.vcpu.write(km.va(pfn), bytes(abi.PAGE_SIZE))
+def reset() -> None:
+    """Every lesson function back to its reference."""
+    for rec in REGISTRY.values():
+        rec.impl = rec.reference
 
 
-@reference("fill")
-def fill_table(km: KernelMemory, pfn: int, entries: Mapping[int, int]) -> None:
-    """Write ``entries`` (slot -> value) into a freshly zeroed table frame with
-    plain stores, while it is still plain data: no hypercall at all."""
-    image = bytearray(abi.PAGE_SIZE)
-    for slot, value in entries.items():
-        struct.pack_into("<Q", image, 8 * slot, value)
-    km.vcpu.write(km.va(pfn), bytes(image))
-
-
-@reference("make_readonly")
-def set_readonly(km: KernelMemory, pfn: int, flags: int = abi.UVMF_NONE) -> None:
-    """Queue: drop RW from ``pfn``'s own direct-map entry (update_va_mapping)."""
-    km.hc.uvm(km.va(pfn), km.pte(pfn, KERNEL_PROT & ~abi._PAGE_RW), flags)
-
-
-@reference("pin")
-def pin_table(km: KernelMemory, pfn: int, level: int) -> None:
-    """Queue: MMUEXT_PIN_Ln_TABLE -- Xen validates the tree below ``pfn``."""
-    km.hc.ext(_PIN[level], km.mfn(pfn))
-
-
-@reference("link")
-def link_table(km: KernelMemory, parent: int, slot: int, child: int) -> None:
-    """Queue: point entry ``slot`` of table ``parent`` at table ``child``."""
-    km.hc.mmu(km.entry_ma(parent, slot) | abi.MMU_NORMAL_PT_UPDATE, km.pte(child, TABLE_PROT))
-
-
-@reference("unlink")
-def unlink_table(km: KernelMemory, parent: int, slot: int) -> None:
-    """Queue: clear entry ``slot`` of table ``parent``."""
-    km.hc.mmu(km.entry_ma(parent, slot) | abi.MMU_NORMAL_PT_UPDATE, 0)
-
-
-@reference("load_base")
-def load_base_ptrs(km: KernelMemory, kernel_l4: int, user_l4: int | None) -> None:
-    """Now: NEW_BASEPTR and NEW_USER_BASEPTR (0 for none) in one mmuext_op."""
-    user = km.mfn(user_l4) if user_l4 is not None else 0
-    km.hc.now((abi.MMUEXT_NEW_BASEPTR, km.mfn(kernel_l4)), (abi.MMUEXT_NEW_USER_BASEPTR, user))
-
-
-@reference("unpin")
-def unpin_table(km: KernelMemory, pfn: int) -> None:
-    """Queue: MMUEXT_UNPIN_TABLE."""
-    km.hc.ext(abi.MMUEXT_UNPIN_TABLE, km.mfn(pfn))
-
-
-@reference("make_writable")
-def set_writable(km: KernelMemory, pfn: int, flags: int = abi.UVMF_NONE) -> None:
-    """Queue: give ``pfn``'s direct-map entry RW back (only once it is untyped)."""
-    km.hc.uvm(km.va(pfn), km.pte(pfn, KERNEL_PROT), flags)
-
-
-@reference("free")
-def free_frame(km: KernelMemory, pfn: int) -> None:
-    """Junk-fill ``pfn`` through the direct map and return it to the allocator.
-    Any queued work is issued first: the frame must really be writable now."""
-    km.hc.flush()
-    km.vcpu.write(km.va(pfn), JUNK)
-    km.alloc.release(pfn)
-
-
-# -- dispatch: what the kernel calls -----------------------------------------------------
-
-
-def _run(name: str, *args: Any) -> None:
-    STEPS[name](*args)
-
-
-def zero(km: KernelMemory, pfn: int) -> None:
-    """Step "zero"."""
-    _run("zero", km, pfn)
-
-
-def fill(km: KernelMemory, pfn: int, entries: Mapping[int, int]) -> None:
-    """Step "fill"."""
-    _run("fill", km, pfn, entries)
-
-
-def make_readonly(km: KernelMemory, pfn: int, flags: int = abi.UVMF_NONE) -> None:
-    """Step "make_readonly"."""
-    _run("make_readonly", km, pfn, flags)
-
-
-def pin(km: KernelMemory, pfn: int, level: int) -> None:
-    """Step "pin"."""
-    _run("pin", km, pfn, level)
-
-
-def link(km: KernelMemory, parent: int, slot: int, child: int) -> None:
-    """Step "link"."""
-    _run("link", km, parent, slot, child)
-
-
-def unlink(km: KernelMemory, parent: int, slot: int) -> None:
-    """Step "unlink"."""
-    _run("unlink", km, parent, slot)
-
-
-def load_base(km: KernelMemory, kernel_l4: int, user_l4: int | None) -> None:
-    """Step "load_base"."""
-    _run("load_base", km, kernel_l4, user_l4)
-
-
-def unpin(km: KernelMemory, pfn: int) -> None:
-    """Step "unpin"."""
-    _run("unpin", km, pfn)
-
-
-def make_writable(km: KernelMemory, pfn: int, flags: int = abi.UVMF_NONE) -> None:
-    """Step "make_writable"."""
-    _run("make_writable", km, pfn, flags)
-
-
-def free(km: KernelMemory, pfn: int) -> None:
-    """Step "free"."""
-    _run("free", km, pfn)
+def _check_callable(rec: LessonFunction, impl: object) -> None:
+    """``impl`` must accept the reference's arguments, positionally."""
+    if not callable(impl):
+        raise TypeError(f"{rec.name}: the implementation must be callable, not {impl!r}")
+    try:
+        sig = inspect.signature(impl)
+    except (TypeError, ValueError):
+        return
+    n = len(rec.signature.parameters)
+    try:
+        sig.bind(*range(n))
+    except TypeError as exc:
+        raise TypeError(
+            f"{rec.name}: the implementation must take {n} arguments {rec.signature}, "
+            f"but {sig} cannot: {exc}"
+        ) from None

@@ -7,18 +7,34 @@ leaf changes are batched ``mmu_update`` requests (PRESERVE_AD for mprotect, so
 Accessed/Dirty bits the hardware set meanwhile survive), followed by the TLB
 flush they need: INVLPG per page up to :data:`FLUSH_CEILING` pages, one full
 flush beyond.
+
+Lesson functions here: :func:`flush_tlb` (05) and :func:`copy_on_write` (09).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hypervisor import abi
+from hypervisor.abi import Pfn
 from minikern import steps
 from minikern.build import tables_for
 from minikern.errors import SegmentationFault, panic
 from minikern.kmem import KernelMemory
 from minikern.pgtable import USER_LIMIT, AddressSpace
+from minikern.recipe import free_frame, zero_frame
 
-__all__ = ["FLUSH_CEILING", "PROTS", "do_mmap", "do_mprotect", "do_munmap", "handle_fault"]
+__all__ = [
+    "FLUSH_CEILING",
+    "PROTS",
+    "copy_on_write",
+    "do_mmap",
+    "do_mprotect",
+    "do_munmap",
+    "flush_tlb",
+    "handle_fault",
+    "put_data",
+]
 
 PROTS = ("r", "rw")
 FLUSH_CEILING = 33
@@ -47,8 +63,12 @@ def _require_mapped(mm: AddressSpace, vpns: range, what: str) -> None:
             raise SegmentationFault(vpn << 12, f"{what} of a page that was never mapped")
 
 
-def flush_tlb(km: KernelMemory, vpns: list[int]) -> None:
-    """Queue the TLB flush for changed leaves: INVLPG each, or one full flush."""
+@steps.swappable
+def flush_tlb(km: KernelMemory, vpns: Sequence[int]) -> None:
+    """Queue the TLB flush the changed leaves of ``vpns`` (virtual page numbers
+    of the loaded tree) need: ``MMUEXT_INVLPG_LOCAL`` of each page's address
+    up to :data:`FLUSH_CEILING` pages, one ``MMUEXT_TLB_FLUSH_LOCAL`` beyond
+    (Linux's ``flush_tlb_mm_range`` makes the same trade)."""
     if len(vpns) > FLUSH_CEILING:
         km.hc.ext(abi.MMUEXT_TLB_FLUSH_LOCAL)
         return
@@ -56,7 +76,7 @@ def flush_tlb(km: KernelMemory, vpns: list[int]) -> None:
         km.hc.ext(abi.MMUEXT_INVLPG_LOCAL, vpn << 12)
 
 
-def put_data(km: KernelMemory, pfns: list[int]) -> None:
+def put_data(km: KernelMemory, pfns: Sequence[Pfn]) -> None:
     """Drop one mapping of each data frame; free those nobody maps any more."""
     for pfn in pfns:
         left = km.mapcount[pfn] - 1
@@ -64,7 +84,7 @@ def put_data(km: KernelMemory, pfns: list[int]) -> None:
             km.mapcount[pfn] = left
         else:
             del km.mapcount[pfn]
-            steps.free(km, pfn)
+            free_frame(km, pfn)
 
 
 def do_mmap(
@@ -84,10 +104,10 @@ def do_mmap(
         with km.hc.lazy():
             for vpn in vpns:
                 pfn = km.alloc.alloc()
-                steps.zero(km, pfn)
+                zero_frame(km, pfn)
                 km.mapcount[pfn] = 1
                 mm.ensure_l1(vpn)
-                mm.set_leaf(vpn, pfn, prot == "rw")
+                mm.set_leaf(vpn, pfn, prot == "rw", abi.MMU_NORMAL_PT_UPDATE)
 
 
 def do_munmap(km: KernelMemory, mm: AddressSpace, va: int, length: int) -> None:
@@ -101,7 +121,7 @@ def unmap_pages(km: KernelMemory, mm: AddressSpace, vpns: list[int]) -> None:
     """Clear the leaves, prune emptied tables (unlink, unpin, make writable),
     flush the TLB -- one batch -- then free the frames."""
     present = [vpn for vpn in vpns if vpn in mm.ptes]
-    gone: list[int] = []
+    gone: list[Pfn] = []
     with km.hc.lazy():
         dropped = [mm.clear_leaf(vpn) for vpn in present]
         for l1_index in sorted({vpn >> 9 for vpn in present}):
@@ -111,7 +131,7 @@ def unmap_pages(km: KernelMemory, mm: AddressSpace, vpns: list[int]) -> None:
         del mm.vmas[vpn]
     put_data(km, dropped)
     for pfn in gone:
-        steps.free(km, pfn)
+        free_frame(km, pfn)
 
 
 def do_mprotect(km: KernelMemory, mm: AddressSpace, va: int, length: int, prot: str) -> None:
@@ -146,7 +166,7 @@ def handle_fault(km: KernelMemory, mm: AddressSpace, va: int, write: bool) -> No
     if vpn not in mm.ptes:
         _demand_zero(km, mm, vpn, prot == "rw")
     elif write and vpn not in mm.writable:
-        _copy_on_write(km, mm, vpn)
+        copy_on_write(km, mm, vpn)
     else:
         raise panic(f"trap: fault at {va:#x} on a page mapped as it should be")
 
@@ -155,16 +175,20 @@ def _demand_zero(km: KernelMemory, mm: AddressSpace, vpn: int, rw: bool) -> None
     """First touch: a zeroed frame, mapped with the VMA's protection."""
     km.alloc.ensure(mm.missing_tables(vpn) + 1)
     pfn = km.alloc.alloc()
-    steps.zero(km, pfn)
+    zero_frame(km, pfn)
     km.mapcount[pfn] = 1
     with km.hc.lazy():
         mm.ensure_l1(vpn)
-        mm.set_leaf(vpn, pfn, rw)
+        mm.set_leaf(vpn, pfn, rw, abi.MMU_NORMAL_PT_UPDATE)
 
 
-def _copy_on_write(km: KernelMemory, mm: AddressSpace, vpn: int) -> None:
-    """A write to a shared page: copy it for the writer alone (or, when the
-    writer is its last user, just make it writable again)."""
+@steps.swappable
+def copy_on_write(km: KernelMemory, mm: AddressSpace, vpn: int) -> None:
+    """The write fault on a shared (copy-on-write) page ``vpn`` of ``mm``: if
+    others still map its frame (``km.mapcount``), copy it into a new frame for
+    the writer alone and move one reference over; if the writer is its last
+    user, reuse it. Either way, remap the page writable and INVLPG it, in one
+    lazy-MMU batch."""
     old = mm.ptes[vpn]
     new = old
     if km.mapcount[old] > 1:
@@ -174,5 +198,5 @@ def _copy_on_write(km: KernelMemory, mm: AddressSpace, vpn: int) -> None:
         km.mapcount[old] -= 1
         km.mapcount[new] = 1
     with km.hc.lazy():
-        mm.set_leaf(vpn, new, True)
+        mm.set_leaf(vpn, new, True, abi.MMU_NORMAL_PT_UPDATE)
         flush_tlb(km, [vpn])

@@ -18,6 +18,7 @@ from rich.text import Text
 from hypervisor import Hypervisor, abi, render
 from hypervisor.trace import HypercallRecord, Record
 from minikern.cli.workload import ForkCost, Run, run_workload
+from minikern.kmem import pfn_to_mfn
 from minikern.process import Process
 
 __all__ = [
@@ -175,7 +176,7 @@ class Pictures:
             self.fork = fork_log(run.forks[0], xen)
             child = procs[1]
             self.tree_pid = child.pid
-            self.tree = render.page_table_tree(xen, run.kernel.km.mfn(child.mm.user_l4))
+            self.tree = render.page_table_tree(xen, pfn_to_mfn(run.kernel.km, child.mm.user_l4))
 
 
 def _n(count: int, noun: str) -> str:

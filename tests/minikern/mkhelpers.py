@@ -7,7 +7,7 @@ from typing import Any
 
 from hypervisor import abi
 from minikern import Kernel, Process
-from minikern.kmem import TABLE_PROT
+from minikern.kmem import TABLE_PROT, pfn_to_mfn
 
 PAGE = abi.PAGE_SIZE
 NR_PAGES = 2048
@@ -45,13 +45,13 @@ def user_mappings(k: Kernel, p: Process) -> dict[int, tuple[int, int]]:
             else:
                 walk(abi.pte_mfn(e), level - 1, sub)
 
-    walk(k.km.mfn(p.mm.user_l4), 4, 0)
+    walk(pfn_to_mfn(k.km, p.mm.user_l4), 4, 0)
     return out
 
 
 def table_mfns(k: Kernel, p: Process) -> list[int]:
     """Machine frames of every page-table frame of ``p``."""
-    return [k.km.mfn(pfn) for pfn in p.mm.all_table_pfns()]
+    return [pfn_to_mfn(k.km, pfn) for pfn in p.mm.all_table_pfns()]
 
 
 def hypercalls_since(k: Kernel, mark: int) -> list[object]:
@@ -72,10 +72,10 @@ def recipe_violations(k: Kernel) -> list[str]:
     while its direct-map mapping is writable, a base loaded only once pinned,
     no L4 unpinned while it is a base, no pinned frame made writable."""
     km = k.km
-    boot_tables = {km.mfn(km.boot_l4 + i) for i in range(k.domain.start_info.nr_pt_frames)}
+    boot_tables = {pfn_to_mfn(km, km.boot_l4 + i) for i in range(k.domain.start_info.nr_pt_frames)}
     writable: dict[int, bool] = {}
-    pinned = {km.mfn(km.boot_l4)}
-    base, user_base = km.mfn(km.boot_l4), 0
+    pinned = {pfn_to_mfn(km, km.boot_l4)}
+    base, user_base = pfn_to_mfn(km, km.boot_l4), 0
     bad: list[str] = []
 
     def rw(mfn: int) -> bool:
@@ -86,7 +86,7 @@ def recipe_violations(k: Kernel) -> list[str]:
             continue
         op, args = r.op, r.args  # type: ignore[attr-defined]
         if op == "update_va_mapping":
-            mfn = km.mfn((args[0] - km.virt_base) >> 12)
+            mfn = pfn_to_mfn(km, (args[0] - km.virt_base) >> 12)
             writable[mfn] = bool(args[1] & abi._PAGE_RW)
             if writable[mfn] and mfn in pinned:
                 bad.append(f"clock {r.clock}: pinned mfn {mfn:#x} made writable")

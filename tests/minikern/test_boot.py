@@ -7,6 +7,7 @@ from mkhelpers import boot, table
 
 from hypervisor import Hypervisor, abi
 from minikern import Kernel
+from minikern.kmem import pfn_to_mfn
 
 
 def test_boot_reads_the_p2m_the_builder_wrote() -> None:
@@ -28,7 +29,7 @@ def test_boot_enables_writable_page_tables() -> None:
 
 def test_boot_keeps_the_boot_l4_loaded() -> None:
     k = boot()
-    assert k.vcpu.cr3 == k.km.mfn(k.km.boot_l4)
+    assert k.vcpu.cr3 == pfn_to_mfn(k.km, k.km.boot_l4)
 
 
 def test_boot_on_a_given_hypervisor_uses_it() -> None:
@@ -45,20 +46,20 @@ def test_boot_refuses_an_unknown_strategy() -> None:
 
 def test_every_process_l4_shares_the_kernel_half(k: Kernel) -> None:
     p = k.spawn()
-    boot_l4 = table(k, k.km.mfn(k.km.boot_l4))
-    proc_l4 = table(k, k.km.mfn(p.mm.l4))
+    boot_l4 = table(k, pfn_to_mfn(k.km, k.km.boot_l4))
+    proc_l4 = table(k, pfn_to_mfn(k.km, p.mm.l4))
     assert proc_l4[511] == boot_l4[511] != 0
     assert proc_l4[272:] == boot_l4[272:]
 
 
 def test_the_user_l4_maps_no_kernel_memory(k: Kernel) -> None:
     p = k.spawn()
-    assert not any(table(k, k.km.mfn(p.mm.user_l4))[272:])
+    assert not any(table(k, pfn_to_mfn(k.km, p.mm.user_l4))[272:])
 
 
 def test_spawned_trees_are_pinned_l4s(k: Kernel) -> None:
     p = k.spawn()
     for pfn in (p.mm.l4, p.mm.user_l4):
-        info = k.hypervisor.frame(k.km.mfn(pfn))
+        info = k.hypervisor.frame(pfn_to_mfn(k.km, pfn))
         assert info.pinned
         assert info.type.name == "L4"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mkhelpers import BASE, PAGE, recipe_violations, table_mfns, table_type_count
 
 from minikern import Kernel
+from minikern.kmem import pfn_to_mfn
 
 
 def _workload(k: Kernel) -> list[object]:
@@ -54,7 +55,7 @@ def test_exit_of_the_running_process_switches_to_the_boot_l4_first(k: Kernel) ->
     p = k.spawn()
     k.switch_to(p)
     k.exit(p)
-    assert k.vcpu.cr3 == k.km.mfn(k.km.boot_l4)
+    assert k.vcpu.cr3 == pfn_to_mfn(k.km, k.km.boot_l4)
     assert k.vcpu.user_base == 0
     assert recipe_violations(k) == []
 
@@ -66,4 +67,7 @@ def test_switch_loads_both_bases_in_one_mmuext_op(k: Kernel) -> None:
     calls = [r for r in k.hypervisor.trace.records[mark:] if r.kind == "hypercall"]
     assert len(calls) == 1
     assert [o.cmd for o in calls[0].args[0]] == [5, 15]
-    assert (k.vcpu.cr3, k.vcpu.user_base) == (k.km.mfn(p.mm.l4), k.km.mfn(p.mm.user_l4))
+    assert (k.vcpu.cr3, k.vcpu.user_base) == (
+        pfn_to_mfn(k.km, p.mm.l4),
+        pfn_to_mfn(k.km, p.mm.user_l4),
+    )

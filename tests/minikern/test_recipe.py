@@ -1,4 +1,4 @@
-"""The recipe's order in the trace, the two strategies, and the step registry."""
+"""The recipe's order in the trace and the two strategies."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from mkhelpers import BASE, PAGE, boot, recipe_violations, user_mappings
 
 from hypervisor import abi
-from minikern import Kernel, KernelPanic, steps
-from minikern.kmem import KernelMemory
+from minikern import Kernel, KernelPanic
+from minikern.kmem import pfn_to_mfn
 
 
 def _script(k: Kernel) -> list[object]:
@@ -66,47 +66,8 @@ def test_minios_strategy_links_each_read_only_frame_into_a_live_tree() -> None:
     assert recipe_violations(k) == []
 
 
-def test_every_recipe_step_is_in_the_registry() -> None:
-    names = {
-        "zero",
-        "fill",
-        "make_readonly",
-        "pin",
-        "link",
-        "unlink",
-        "load_base",
-        "unpin",
-        "make_writable",
-        "free",
-    }
-    assert names <= set(steps.STEPS)
-    assert steps.STEPS == steps.REFERENCE
-
-
-def test_an_overridden_step_is_used_and_restored(k: Kernel) -> None:
-    seen: list[int] = []
-
-    def spy_zero(km: KernelMemory, pfn: int) -> None:
-        seen.append(pfn)
-        steps.REFERENCE["zero"](km, pfn)
-
-    with steps.override("zero", spy_zero):
-        p = k.spawn()
-    assert set(seen) == {p.mm.l4, p.mm.user_l4}
-    assert steps.STEPS["zero"] is steps.REFERENCE["zero"]
-
-
-def test_a_broken_make_readonly_is_a_loud_kernel_panic(k: Kernel) -> None:
-    def forgot(km: KernelMemory, pfn: int, flags: int = abi.UVMF_NONE) -> None:
-        return None
-
-    with steps.override("make_readonly", forgot), pytest.raises(KernelPanic) as info:
-        k.spawn()
-    assert info.value.errno
-    assert "refused" in str(info.value) or "failed" in str(info.value)
-
-
 def test_a_refused_direct_hypercall_carries_the_rule(k: Kernel) -> None:
+    pfn = k.km.alloc.free_list[-1]
     with pytest.raises(KernelPanic) as info:
-        k.km.hc.now((abi.MMUEXT_UNPIN_TABLE, k.km.mfn(k.km.alloc.free_list[-1])))
+        k.km.hc.now((abi.MMUEXT_UNPIN_TABLE, pfn_to_mfn(k.km, pfn)))
     assert info.value.rule == "unpin.not-pinned"
