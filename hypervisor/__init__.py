@@ -15,6 +15,7 @@ TLB); ``rules``, ``errors``, ``trace`` and ``config`` beside them.
 
 from hypervisor import abi
 from hypervisor.config import Config
+from hypervisor.console import Refusal
 from hypervisor.errors import HypercallError, PageFault
 from hypervisor.machine import Domain, Hypervisor, Stats
 from hypervisor.mm.audit import Violation
@@ -32,6 +33,7 @@ __all__ = [
     "Hypervisor",
     "PageFault",
     "PageType",
+    "Refusal",
     "Rule",
     "Stats",
     "Tracer",

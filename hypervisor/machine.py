@@ -9,6 +9,7 @@ import attrs
 from hypervisor import abi
 from hypervisor.builder import build_domain
 from hypervisor.config import Config
+from hypervisor.console import Refusal
 from hypervisor.hypercalls import TABLE
 from hypervisor.mm.audit import Violation, audit
 from hypervisor.mm.domain import PvDomain
@@ -49,6 +50,12 @@ class Domain:
     @property
     def levels(self) -> int:
         return self._d.levels
+
+    @property
+    def refusals(self) -> tuple[Refusal, ...]:
+        """Every refusal of this domain's requests, oldest first (see
+        :meth:`Hypervisor.console`)."""
+        return self._d.console.read()
 
     @property
     def vm_assist(self) -> int:
@@ -135,6 +142,15 @@ class Hypervisor:
         """The frame's 4096 bytes as the machine holds them."""
         self._check_mfn(mfn)
         return self._xen.mem.frame_bytes(mfn)
+
+    def console(self, domid: int, clear: bool = False) -> tuple[Refusal, ...]:
+        """Every refusal of domain ``domid``'s requests, oldest first (Xen's
+        console, ``xl dmesg``): refused hypercalls, refused multicall entries,
+        refused trapped writes; with ``clear`` the log is emptied
+        (``xl dmesg -c``). See :mod:`hypervisor.console`."""
+        if type(domid) is not int or domid not in self._xen.domains:
+            raise ValueError(f"there is no domain {domid!r}")
+        return self._xen.domains[domid].console.read(clear)
 
     def audit(self) -> list[Violation]:
         """Recompute every count from first principles; empty when all is well."""

@@ -13,12 +13,13 @@ from typing import Any
 import attrs
 
 from hypervisor import rules
-from hypervisor.errors import GuestError, refusal
+from hypervisor.console import Refusal
+from hypervisor.errors import GuestError, HypercallError, refusal
 from hypervisor.mm.domain import PvVcpu
 from hypervisor.mm.state import XenState
 from hypervisor.trace import HypercallRecord
 
-__all__ = ["TABLE", "HypercallSpec", "hypercall", "invoke"]
+__all__ = ["TABLE", "HypercallSpec", "hypercall", "invoke", "log_refusal"]
 
 Handler = Callable[..., Any]
 
@@ -49,8 +50,17 @@ def _done(result: Any) -> int:
     return result if type(result) is int else 0
 
 
-def invoke(xen: XenState, v: PvVcpu, number: int, args: tuple[Any, ...], depth: int = 0) -> Any:
-    """Run hypercall ``number`` on vCPU ``v``; raise HypercallError on refusal."""
+def invoke(
+    xen: XenState,
+    v: PvVcpu,
+    number: int,
+    args: tuple[Any, ...],
+    depth: int = 0,
+    slot: int | None = None,
+) -> Any:
+    """Run hypercall ``number`` on vCPU ``v``; raise HypercallError on refusal,
+    after logging it on the domain's console. ``depth`` 1 and ``slot`` mark
+    entry ``slot`` of a multicall."""
     spec = TABLE[number]
     clock = xen.tracer.tick()
     xen.stats["hypercalls"] += 1
@@ -74,10 +84,31 @@ def invoke(xen: XenState, v: PvVcpu, number: int, args: tuple[Any, ...], depth: 
                 depth=depth,
             )
         )
-        raise refusal(spec.name, err, err.done) from None
+        exc = refusal(spec.name, err, err.done)
+        log_refusal(v, clock, spec.name, exc, slot)
+        raise exc from None
     xen.tracer.emit(
         HypercallRecord(
             clock, v.domain.domid, v.vcpu_id, spec.name, traced, 0, _done(result), depth=depth
         )
     )
     return result
+
+
+def log_refusal(
+    v: PvVcpu, clock: int, name: str, exc: HypercallError, slot: int | None = None
+) -> None:
+    """Write refusal ``exc`` of hypercall ``name`` to the domain's console."""
+    v.domain.console.log(
+        Refusal(
+            clock,
+            v.domain.domid,
+            v.vcpu_id,
+            name,
+            exc.errno or 0,
+            exc.rule,
+            exc.message,
+            exc.done,
+            multicall_slot=slot,
+        )
+    )

@@ -1,21 +1,28 @@
 """``HYPERVISOR_multicall`` (13): run a list of hypercalls, each writing its
-own result; a failing entry does not stop the rest."""
+own result; a failing entry does not stop the rest.
+
+A refused entry's slot holds only ``-errno``, as in Xen; the full explanation
+(rule, message, which entry) goes to the domain's console, where
+``xen.console(domid)`` reads it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hypervisor.abi import EINVAL, ENOSYS
-from hypervisor.errors import GuestError, HypercallError
+from hypervisor import rules
+from hypervisor.errors import GuestError, HypercallError, refusal
 from hypervisor.hypercalls.args import as_sequence, multicall_entry
-from hypervisor.hypercalls.dispatch import TABLE, hypercall, invoke
+from hypervisor.hypercalls.dispatch import TABLE, HypercallSpec, hypercall, invoke, log_refusal
 from hypervisor.mm.domain import PvVcpu
 from hypervisor.mm.state import XenState
 
 __all__ = ["do_multicall"]
 
+MULTICALL = 13
 
-@hypercall(13, "multicall", 1, 1)
+
+@hypercall(MULTICALL, "multicall", 1, 1)
 def do_multicall(xen: XenState, v: PvVcpu, entries: Any) -> list[int]:
     """common/multicall.c ``do_multicall``: every entry runs, in order; each
     result is 0 or -errno. An entry that cannot be read stops the call with
@@ -28,20 +35,40 @@ def do_multicall(xen: XenState, v: PvVcpu, entries: Any) -> list[int]:
         except GuestError as err:
             err.done = i
             raise
-        results.append(_one(xen, v, op, args))
+        results.append(_one(xen, v, i, op, args))
     return results
 
 
-def _one(xen: XenState, v: PvVcpu, op: int, args: tuple[Any, ...]) -> int:
-    if op == 13:
-        return -EINVAL  # nested multicall
+def _entry_spec(op: int, args: tuple[Any, ...]) -> HypercallSpec:
+    """The hypercall an entry asks for, or the rule it breaks."""
+    if op == MULTICALL:
+        raise GuestError(rules.MULTICALL_NESTED, "the entry is itself a multicall")
     spec = TABLE.get(op)
     if spec is None:
-        return -ENOSYS
+        raise GuestError(rules.HYPERCALL_UNKNOWN, f"the entry asks for hypercall {op}")
     if not spec.min_args <= len(args) <= spec.max_args:
-        return -EINVAL
+        want = (
+            f"{spec.min_args}"
+            if spec.min_args == spec.max_args
+            else (f"{spec.min_args}-{spec.max_args}")
+        )
+        raise GuestError(
+            rules.MULTICALL_ARITY,
+            f"the entry gives {spec.name} {len(args)} argument(s); it takes {want}",
+        )
+    return spec
+
+
+def _one(xen: XenState, v: PvVcpu, i: int, op: int, args: tuple[Any, ...]) -> int:
+    """Run entry ``i``; its result: 0 or -errno (the refusal is logged)."""
     try:
-        invoke(xen, v, op, args, depth=1)
+        spec = _entry_spec(op, args)
+    except GuestError as err:
+        name = TABLE[op].name if op in TABLE else f"hypercall {op}"
+        log_refusal(v, xen.tracer.clock, name, refusal(name, err), slot=i)
+        return -err.errno
+    try:
+        invoke(xen, v, spec.number, args, depth=1, slot=i)
     except HypercallError as exc:
         return -int(exc.errno or 0)
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import attrs
 
 from hypervisor.abi import DOMID_IO, Mfn
+from hypervisor.console import Console
 from hypervisor.hw import Mmu
 from hypervisor.rules import L1_CACHE_ATTRS, L1_DISALLOW_MASK
 
@@ -43,6 +44,8 @@ class PvDomain:
     guest_width: int = 64
     vm_assist: int = 0
     vcpus: list[PvVcpu] = attrs.Factory(list)
+    console: Console = attrs.Factory(Console)
+    """Every refusal of this domain's requests (what ``xl dmesg`` would show)."""
     l1_mask: int = attrs.field(init=False)
     """Flags refused in this domain's L1s (mm.c ``l1_disallow_mask``): cache
     attributes are allowed only with I/O privileges."""

@@ -9,6 +9,7 @@ performed: the guest gets the page fault. No TLB flush is done.
 from __future__ import annotations
 
 from hypervisor.abi import _PAGE_RW, VMASST_TYPE_writable_pagetables
+from hypervisor.console import Refusal
 from hypervisor.errors import GuestError
 from hypervisor.hw import WalkFault, walk
 from hypervisor.mm.domain import PvVcpu
@@ -54,7 +55,11 @@ def ptwr_emulate(xen: XenState, v: PvVcpu, va: int, value: int, size: int) -> st
                 clock, d.domid, v.vcpu_id, va, t.mfn, slot, old, new, -err.errno, err.rule.id
             )
         )
-        return f"trapped write refused ({err.rule.errno_name}): {err.explain()}"
+        why = f"trapped write to {va:#x} refused ({err.rule.errno_name}): {err.explain()}"
+        d.console.log(
+            Refusal(clock, d.domid, v.vcpu_id, "trapped_write", err.errno, err.rule.id, why, va=va)
+        )
+        return why
     xen.stats["trapped_writes"] += 1
     xen.tracer.emit(TrappedWriteRecord(clock, d.domid, v.vcpu_id, va, t.mfn, slot, old, new, 0))
     return None
