@@ -1,5 +1,6 @@
-"""The ``minikern`` command: ``minikern demo``, ``minikern trace --out FILE``
-and ``minikern replay FILE [--at N]``.
+"""The ``minikern`` command: ``minikern demo``, ``minikern trace --out FILE``,
+``minikern replay FILE [--at N]`` and ``minikern lab …`` (the graded course:
+``lessons.lab.cli``).
 
 ``demo`` and ``trace`` run the same workload
 (``minikern.cli.workload.run_workload``), picked by ``--seed``: the same seed
@@ -44,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     trace.add_argument(
         "--out", required=True, metavar="FILE", help="where to write the trace ('-': stdout)"
     )
+    sub.add_parser("lab", help="the graded course (minikern lab --help)", add_help=False)
     again = sub.add_parser(
         "replay", help="re-run a trace on a fresh machine, report divergences, draw step N"
     )
@@ -126,6 +128,11 @@ def _draw(xen: Hypervisor, out: Console) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: the command line) and run the command; returns
     the exit status. Bad arguments exit with status 2, as argparse does."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:
+        from lessons.lab.cli import main as lab_main
+
+        return lab_main(argv[1:])
     args = parser().parse_args(argv)
     if args.command == "trace":
         return write_trace(args.seed, args.out)

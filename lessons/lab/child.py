@@ -1,0 +1,173 @@
+"""The child process: import the submission, install its functions, run the workloads.
+
+Runs inside the jail (``jail.py``) on the lesson's package tree, in which the lesson's own
+reference bodies are stripped. It reads its job (JSON) from stdin and writes, on the
+record channel (a pipe the grader reads, capped in size), one JSON object per line:
+
+- ``{"kind": "lab.submission", "error": ...}`` when the submission cannot be used;
+- per workload: ``{"kind": "lab.workload", "key": ...}``, the trace records replay needs
+  (the hypercalls the guest made and every store), then ``{"kind": "lab.end", ...}`` with
+  the processes' trees, whether it completed, and which lesson function raised.
+
+Nothing here is trusted by the grader: it replays the records on its own machine and
+computes every verdict there. A child that lies, stops or floods only loses points.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lessons.lab import seam
+
+INT_TYPES = {"int", "Mfn", "Pfn", "VAddr", "MAddr", "abi.Mfn", "abi.Pfn", "abi.VAddr"}
+
+
+class Channel:
+    """The record channel: whole lines, written with ``os.write``."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, obj: dict[str, Any]) -> None:
+        self.raw(json.dumps(obj) + "\n")
+
+    def raw(self, text: str) -> None:
+        data = text.encode()
+        while data:
+            n = os.write(self.fd, data)
+            data = data[n:]
+
+
+def _returns(name: str) -> str:
+    """What the reference's return annotation asks for: ``none``, ``int``, ``bool`` or ``any``."""
+    try:
+        ann = seam.signature(name).return_annotation
+    except (LookupError, ValueError, TypeError):
+        return "any"
+    text = ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+    if text == "None":
+        return "none"
+    if text in INT_TYPES:
+        return "int"
+    return "bool" if text == "bool" else "any"
+
+
+def _bad_return(kind: str, value: object) -> bool:
+    if kind == "none":
+        return value is not None
+    if kind == "int":
+        return type(value) is not int
+    return kind == "bool" and type(value) is not bool
+
+
+def wrap(name: str, fn: Callable[..., Any], raised: dict[str, str]) -> Callable[..., Any]:
+    """``fn`` as the kernel will call it: an exception escaping it, or a return value of
+    the wrong type, is remembered under ``name`` (and raised on)."""
+    kind = _returns(name)
+
+    def student(*args: Any, **kwargs: Any) -> Any:
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException as exc:
+            raised.setdefault(name, f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        if _bad_return(kind, value):
+            want = {"none": "None", "int": "an int", "bool": "a bool"}[kind]
+            msg = f"returned {type(value).__name__} {value!r:.80}, but it must return {want}"
+            raised.setdefault(name, msg)
+            raise TypeError(f"{name} {msg}")
+        return value
+
+    return student
+
+
+def load_submission(path: str, functions: list[str]) -> dict[str, Callable[..., Any]]:
+    """Import the submission file and take each lesson function from it."""
+    spec = importlib.util.spec_from_file_location("lab_submission", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lab_submission"] = module
+    spec.loader.exec_module(module)
+    out = {}
+    for name in functions:
+        fn = getattr(module, seam.bare_name(name), None)
+        if not inspect.isfunction(fn):
+            raise AttributeError(f"{seam.bare_name(name)} is not a function in the submission")
+        out[name] = fn
+    return out
+
+
+def load_workload(tree: str, rel: str, attr: str) -> Any:
+    path = Path(tree) / "lesson" / rel
+    spec = importlib.util.spec_from_file_location("lab_tests_" + path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {rel}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, attr)
+
+
+def run_workload(chan: Channel, tree: str, item: dict[str, Any], raised: dict[str, str]) -> None:
+    """One workload: run it on a fresh machine, send what replay needs."""
+    from hypervisor.trace import HypercallRecord, StoreRecord, Tracer
+
+    from lessons.lab.testing import Guest
+
+    w = load_workload(tree, item["file"], item["attr"])
+    guest = Guest(w)
+    chan.send({"kind": "lab.workload", "key": item["key"]})
+    error = ""
+    completed = False
+    try:
+        w.run(guest, item["plan"])
+        completed = True
+    except BaseException as exc:  # noqa: BLE001 -- whatever the student's code raised
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+    if guest.xen is not None:
+        kept = Tracer()
+        kept.records = [
+            r
+            for r in guest.xen.trace.records
+            if isinstance(r, StoreRecord) or (isinstance(r, HypercallRecord) and r.depth == 0)
+        ]
+        chan.raw(kept.to_jsonl())
+    try:
+        processes = guest.processes()
+    except Exception:  # noqa: BLE001
+        processes = {}
+    chan.send(
+        {
+            "kind": "lab.end",
+            "key": item["key"],
+            "completed": completed,
+            "error": error,
+            "raised": dict(raised),
+            "processes": {str(k): v for k, v in processes.items()},
+        }
+    )
+
+
+def main(tree: str, submission: str, mode: str, fd: int) -> None:
+    job = json.loads(sys.stdin.read())
+    chan = Channel(fd)
+    chan.send({"kind": "lab.start", "mode": mode})
+    raised: dict[str, str] = {}
+    if job.get("file"):
+        try:
+            fns = load_submission(os.path.join(submission, job["file"]), job["functions"])
+        except BaseException as exc:  # noqa: BLE001
+            chan.send({"kind": "lab.submission", "error": f"{type(exc).__name__}: {exc}"[:4000]})
+            return
+        for name, fn in fns.items():
+            seam.install(name, wrap(name, fn, raised))
+    for item in job["workloads"]:
+        run_workload(chan, tree, item, raised)
+    chan.send({"kind": "lab.done"})

@@ -1,0 +1,397 @@
+"""Grade one lesson: run the child, replay what it did on a trusted machine, check it.
+
+The verdict is computed here, never reported by the child: every record it sent is
+validated and replayed (``hypervisor.replay``) on a fresh hypervisor built from the
+workload's own declaration; a divergence, a malformed record or a record channel with
+anything else on it scores zero. Each check then looks at the replayed machine.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from lessons.lab import seam, source, submission
+from lessons.lab.lessons import Lesson, TestCase, workloads_in, load_file
+from lessons.lab.results import (
+    BAD_SUBMISSION,
+    GRADER_ERROR,
+    TIMEOUT,
+    LessonResult,
+    TestResult,
+)
+from lessons.lab.sandbox import ChildRun, run_child
+from lessons.lab.testing import Fail, Guest, Machine, Plan, ProcessView, Workload, plan_rng
+
+__all__ = ["Options", "grade_lesson", "select"]
+
+OPS = {"mmu_update", "mmuext_op", "update_va_mapping", "multicall", "vm_assist",
+       "update_va_mapping_otherdomain"}
+MAX_RECORDS = 200_000
+KEEP: list[Any] | None = None
+"""When a list, every (run, replayed machine) is appended to it (``lab run`` draws them)."""
+
+
+@attrs.frozen
+class Options:
+    """How to grade: the public seed, the hidden seed (None: no hidden tests), a ``-k``
+    pattern, and whether to lock the child in (tests may turn the jail off)."""
+
+    seed: int = 0
+    hidden_seed: int | None = None
+    pattern: str | None = None
+    jail: bool = True
+
+
+def select(lesson: Lesson, opts: Options) -> list[TestCase]:
+    tests = lesson.tests(hidden=opts.hidden_seed is not None)
+    if opts.pattern:
+        pat = opts.pattern.lower()
+        tests = [
+            t for t in tests
+            if pat in t.check.key.lower() or pat in t.name.lower()
+            or fnmatch.fnmatch(t.name.lower(), pat)
+        ]
+    return tests
+
+
+def _reproduce(lesson: Lesson, t: TestCase, opts: Options) -> str:
+    seed = opts.hidden_seed if t.hidden else opts.seed
+    return f"minikern lab check {lesson.id} -k {t.check.key} --seed {seed}"
+
+
+def _fail_all(lesson: Lesson, tests: list[TestCase], status: str, msg: str,
+              opts: Options) -> LessonResult:
+    out = LessonResult(lesson.id, lesson.title, status=status, message=msg)
+    out.tests = [_result(lesson, t, False, msg, "", opts) for t in tests]
+    return out
+
+
+def _result(lesson: Lesson, t: TestCase, passed: bool, output: str, rule: str,
+            opts: Options, seconds: float = 0.0) -> TestResult:
+    return TestResult(
+        t.number, t.name, t.check.key, lesson.id, t.points, passed, t.hidden, rule,
+        output, seconds, "" if passed else _reproduce(lesson, t, opts),
+    )
+
+
+# -- the job ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Run:
+    """One workload run: where it lives, its plan, the tests that look at it."""
+
+    key: str
+    file: str
+    attr: str
+    workload: Workload
+    plan: Plan
+    tests: list[TestCase]
+
+
+def _runs(lesson: Lesson, tests: list[TestCase], opts: Options) -> list[Run]:
+    runs: dict[str, Run] = {}
+    for t in tests:
+        module = load_file(t.file)
+        attr = next(k for k, v in workloads_in(module).items() if v is t.workload)
+        rel = str(t.file.relative_to(lesson.path / "tests"))
+        seed = opts.hidden_seed if t.hidden else opts.seed
+        key = f"{rel}:{attr}:{seed}"
+        if key not in runs:
+            plan = t.workload.plan(plan_rng(int(seed or 0), lesson.id, f"{rel}:{attr}"))
+            runs[key] = Run(key, f"tests/{rel}", attr, t.workload, plan, [])
+        runs[key].tests.append(t)
+    return list(runs.values())
+
+
+# -- reading the record channel ------------------------------------------------------------
+
+
+class Tampered(Exception):  # noqa: N818
+    """The record channel holds something the child's own code would never send."""
+
+
+@attrs.define
+class Sent:
+    """What the child sent for one workload."""
+
+    lines: list[str] = attrs.Factory(list)
+    end: dict[str, Any] | None = None
+
+
+def parse_channel(data: bytes) -> tuple[str, str, dict[str, Sent]]:
+    """``(sandbox mode, submission error, key -> Sent)``; :class:`Tampered` if malformed."""
+    mode, error = "", ""
+    sent: dict[str, Sent] = {}
+    current: Sent | None = None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Tampered("the record channel is not UTF-8") from exc
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise Tampered("the record channel holds a line that is not JSON") from exc
+        if not isinstance(obj, dict):
+            raise Tampered("the record channel holds a line that is not a record")
+        kind = obj.get("kind")
+        if kind == "lab.start":
+            mode = str(obj.get("mode", ""))
+        elif kind == "lab.submission":
+            error = str(obj.get("error", ""))[:4000] or "the submission could not be used"
+        elif kind == "lab.workload":
+            current = sent.setdefault(str(obj.get("key")), Sent())
+        elif kind == "lab.end":
+            if current is None or current.end is not None:
+                raise Tampered("the record channel's workloads are out of order")
+            current.end = obj
+            current = None
+        elif kind in ("hypercall", "store"):
+            if current is None:
+                raise Tampered("a trace record outside any workload")
+            current.lines.append(line)
+        elif kind != "lab.done":
+            raise Tampered(f"an unknown record kind {kind!r}")
+    return mode, error, sent
+
+
+def _validated(lines: list[str]) -> list[Any]:
+    from hypervisor.trace import HypercallRecord, StoreRecord, from_jsonl
+
+    if len(lines) > MAX_RECORDS:
+        raise Tampered(f"more than {MAX_RECORDS} records")
+    try:
+        records = from_jsonl("\n".join(lines))
+    except Exception as exc:  # noqa: BLE001 -- any malformed record
+        raise Tampered(f"a record does not parse: {exc}") from exc
+    for r in records:
+        if isinstance(r, HypercallRecord):
+            ok = r.op in OPS and r.depth == 0 and type(r.result) is int
+        elif isinstance(r, StoreRecord):
+            ok = isinstance(r.data, str) and len(r.data) <= 2 * 4096 * 4 and type(r.va) is int
+        else:
+            ok = False
+        if not ok or r.domid != 0 or r.vcpu != 0:
+            raise Tampered(f"a record the guest could not have made: {str(r)[:200]}")
+    return records
+
+
+def replay_run(run: Run, sent: Sent) -> Machine:
+    """The trusted machine after replaying ``sent``; Tampered if it diverges."""
+    from hypervisor import Hypervisor
+    from hypervisor.replay import replay
+
+    records = _validated(sent.lines)
+    xen = Hypervisor(total_frames=run.workload.frames)
+    xen.create_domain(nr_pages=run.workload.nr_pages)
+    try:
+        diverged = replay(records, xen)
+    except Exception as exc:  # noqa: BLE001 -- a record that made the replay fail
+        raise Tampered(f"the record does not replay: {type(exc).__name__}: {exc}") from exc
+    if diverged:
+        d = diverged[0]
+        raise Tampered(
+            f"the record does not replay: {getattr(d.record, 'op', 'a store')} was recorded "
+            f"as {d.expected} but the trusted machine says {d.got}"
+        )
+    end = sent.end or {}
+    procs: dict[int, ProcessView] = {}
+    raw = end.get("processes")
+    if isinstance(raw, dict):
+        for pid, view in raw.items():
+            if isinstance(view, dict) and str(pid).isdigit():
+                l4, user = view.get("l4"), view.get("user_l4")
+                if type(l4) is int and type(user) is int:
+                    procs[int(pid)] = ProcessView(int(pid), l4, user)
+    return Machine(xen, procs, end.get("completed") is True)
+
+
+# -- explaining a failure ---------------------------------------------------------------
+
+
+def refusal_text(m: Machine) -> tuple[str, str]:
+    """``(rule, explanation)`` of the first refusal on the trusted machine, if any."""
+    from hypervisor.rules import RULES
+
+    for c in m.refusals:
+        if c.rule:
+            rule = RULES.get(c.rule)
+            why = f"{rule.principle} — {rule.fix}" if rule is not None else ""
+            return c.rule, f"Xen refused {c.op} ({c.rule}): {why}"
+    return "", ""
+
+
+def _call_text(c: Any) -> str:
+    text = f"{c.op}{c.args!r}"
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+def first_divergence(run: Run, m: Machine) -> str:
+    """Where the student's hypercalls first differ from the reference's (same plan)."""
+    guest = Guest(run.workload)
+    seam.reset()
+    try:
+        run.workload.run(guest, run.plan)
+    except Exception:  # noqa: BLE001 -- the reference run is only a guide
+        pass
+    if guest.xen is None:
+        return ""
+    ref = [c for c in guest.xen.trace.hypercalls() if c.depth == 0]
+    got = [c for c in m.calls if c.depth == 0]
+    for i, (a, b) in enumerate(zip(got, ref, strict=False)):
+        if (a.op, _norm(a.args)) != (b.op, _norm(b.args)):
+            return f"hypercall {i + 1}: you made {_call_text(a)}; the reference made {_call_text(b)}"
+    if len(got) != len(ref):
+        side = "you made" if len(got) > len(ref) else "the reference made"
+        return f"after {min(len(got), len(ref))} identical hypercalls {side} more"
+    return ""
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_norm(v) for v in value)
+    if attrs.has(type(value)):
+        return tuple(_norm(getattr(value, f.name)) for f in attrs.fields(type(value)))
+    return value
+
+
+def _hint_pointer(lesson: Lesson, rule: str) -> str:
+    return f"hint: minikern lab hint {lesson.id}" if rule in lesson.hints else ""
+
+
+def _evaluate(lesson: Lesson, run: Run, sent: Sent | None, raised: dict[str, str],
+              opts: Options) -> list[TestResult]:
+    if sent is None or sent.end is None:
+        msg = "the child stopped before this workload finished (it exited or crashed)"
+        return [_result(lesson, t, False, msg, "", opts) for t in run.tests]
+    t0 = time.monotonic()
+    try:
+        m = replay_run(run, sent)
+    except Tampered as exc:
+        msg = f"{exc} (tampering, or a bug: scored zero)"
+        return [_result(lesson, t, False, msg, "lab.tampered", opts) for t in run.tests]
+    if KEEP is not None:
+        KEEP.append((run, m))
+    rule0, why0 = refusal_text(m)
+    out = []
+    for t in run.tests:
+        start = time.monotonic()
+        passed, rule, lines = True, "", []
+        if raised:
+            passed = False
+            lines += [f"{name} raised: {what}" for name, what in raised.items()]
+        elif not m.completed:
+            passed = False
+            lines.append(f"the workload stopped: {str((sent.end or {}).get('error', ''))[:2000]}")
+        else:
+            try:
+                t.check.fn(m, run.plan)
+            except Fail as exc:
+                passed, rule = False, exc.rule
+                lines.append(exc.message)
+        if not passed:
+            rule = rule or rule0
+            if why0:
+                lines.append(why0)
+            div = first_divergence(run, m)
+            if div:
+                lines.append(f"first divergence from the reference run: {div}")
+            pointer = _hint_pointer(lesson, rule)
+            if pointer:
+                lines.append(pointer)
+        spent = time.monotonic() - start + (t0 - t0)
+        out.append(_result(lesson, t, passed, "\n".join(lines), rule, opts, spent))
+    return out
+
+
+# -- one lesson ---------------------------------------------------------------------------
+
+
+def grade_lesson(lesson: Lesson, folder: Path, opts: Options) -> LessonResult:
+    """Grade ``folder``'s answer to ``lesson``. Never raises for anything a submission
+    does; a fault of the grader itself is a ``grader-error`` result."""
+    start = time.monotonic()
+    tests = select(lesson, opts)
+    try:
+        result = _grade(lesson, folder, tests, opts)
+    except Exception:  # noqa: BLE001 -- the grader's own bug: never the student's
+        result = _fail_all(lesson, tests, GRADER_ERROR,
+                           "grader error (not your fault):\n" + traceback.format_exc(limit=8),
+                           opts)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _grade(lesson: Lesson, folder: Path, tests: list[TestCase], opts: Options) -> LessonResult:
+    try:
+        text = submission.check_file(lesson, folder)
+    except submission.SubmissionError as exc:
+        return _fail_all(lesson, tests, BAD_SUBMISSION, str(exc), opts)
+    runs = _runs(lesson, tests, opts)
+    tree = source.child_tree(lesson)
+    staged = submission.stage(lesson, text)
+    job = {
+        "lesson": lesson.id,
+        "functions": list(lesson.functions),
+        "file": f"{lesson.id}.py",
+        "workloads": [{"key": r.key, "file": r.file, "attr": r.attr, "plan": r.plan}
+                      for r in runs],
+    }
+    try:
+        child = run_child(tree, staged, job, lesson.timeout_s, jail=opts.jail)
+    finally:
+        submission.unstage(staged)
+    return _judge(lesson, tests, runs, child, opts)
+
+
+def _judge(lesson: Lesson, tests: list[TestCase], runs: list[Run], child: ChildRun,
+           opts: Options) -> LessonResult:
+    if child.timed_out:
+        res = _fail_all(lesson, tests, TIMEOUT,
+                        f"timeout: the lesson ran longer than {lesson.timeout_s:g} s", opts)
+        res.output = child.output
+        return res
+    if child.overflow:
+        res = _fail_all(lesson, tests, BAD_SUBMISSION,
+                        "the record channel went over its size cap (scored zero)", opts)
+        res.output = child.output
+        return res
+    try:
+        mode, error, sent = parse_channel(child.records)
+    except Tampered as exc:
+        res = _fail_all(lesson, tests, BAD_SUBMISSION, f"{exc} (tampering: scored zero)", opts)
+        res.output = child.output
+        return res
+    if error:
+        res = _fail_all(lesson, tests, BAD_SUBMISSION,
+                        f"{lesson.id}.py cannot be used: {error}", opts)
+        res.output = child.output
+        return res
+    raised: dict[str, str] = {}
+    for s in sent.values():
+        if s.end and isinstance(s.end.get("raised"), dict):
+            raised.update({str(k): str(v)[:2000] for k, v in s.end["raised"].items()})
+    by_test: dict[str, TestResult] = {}
+    for run in runs:
+        for r in _evaluate(lesson, run, sent.get(run.key), raised, opts):
+            by_test[r.number] = r
+    res = LessonResult(lesson.id, lesson.title, tests=[by_test[t.number] for t in tests],
+                       output=child.output, sandbox=mode)
+    if raised:
+        res.message = "; ".join(f"{k} raised: {v}" for k, v in raised.items())
+    elif not any(s.end for s in sent.values()) and runs:
+        res.message = f"the child exited (status {child.exit_code}) before any workload ended"
+    return res
+
+
+def grade_many(lessons: Iterable[Lesson], folder: Path, opts: Options) -> list[LessonResult]:
+    return [grade_lesson(lesson, folder, opts) for lesson in lessons]
