@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
-PKGS   := hypervisor minikern
+PKGS   := hypervisor minikern $(wildcard lessons)
 LINTED := $(wildcard hypervisor minikern lessons tests benchmarks)
 
 .PHONY: test lint typecheck pytest demo bench clean

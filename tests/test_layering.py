@@ -205,10 +205,28 @@ def test_minikern_core_does_not_depend_on_the_cli_layer() -> None:
 
 @pytest.mark.parametrize("package", CORE_PACKAGES)
 def test_core_does_not_import_lessons(package: str) -> None:
-    files = package_files(package)
+    files = core_files(package)
     assert_inspected(package, files)
     bad = violations(files, forbidden=("lessons",))
-    assert not bad, f"{package} must not import lessons (lessons sit on top of it):\n{bad}"
+    assert not bad, f"{package} must not import lessons (the lab sits on top of it):\n{bad}"
+
+
+def test_lab_does_not_reach_up_into_the_cli_layer() -> None:
+    files = package_files("lessons")
+    assert_inspected("lessons", files)
+    bad = violations(files, forbidden=CLI_MODULES)
+    assert not bad, f"the lab sits under the cli layer (cli -> lab -> minikern):\n{bad}"
+
+
+def test_lab_child_runtime_imports_no_grader_module() -> None:
+    """What the child process runs (``source.CHILD_RUNTIME``) imports nothing of the lab
+    beyond itself: no grader, report or student-facing module ends up in the jail."""
+    runtime = ("__init__", "seam", "testing", "child", "jail")
+    files = [ROOT / "lessons" / "lab" / f"{name}.py" for name in runtime]
+    allowed = tuple(f"lessons.lab.{name}" for name in runtime)
+    bad = violations(files, forbidden=("lessons",), allowed=(*allowed, "lessons.lab"))
+    bad += violations(files, forbidden=("rich",))
+    assert not bad, f"the child's runtime must stay self-contained:\n{bad}"
 
 
 def _print_calls(path: Path) -> list[str]:

@@ -5,8 +5,8 @@ reference bodies are stripped. It reads its job (JSON) from stdin and writes, on
 record channel (a pipe the grader reads, capped in size), one JSON object per line:
 
 - ``{"kind": "lab.submission", "error": ...}`` when the submission cannot be used;
-- per workload: ``{"kind": "lab.workload", "key": ...}``, the trace records replay needs
-  (the hypercalls the guest made and every store), then ``{"kind": "lab.end", ...}`` with
+- per workload: ``{"kind": "lab.workload", "key": ...}``, the machine's trace
+  (``Tracer.to_jsonl``: a header, then every record), then ``{"kind": "lab.end", ...}`` with
   the processes' trees, whether it completed, and which lesson function raised.
 
 Nothing here is trusted by the grader: it replays the records on its own machine and
@@ -96,7 +96,7 @@ def load_submission(path: str, functions: list[str]) -> dict[str, Callable[..., 
     module = importlib.util.module_from_spec(spec)
     sys.modules["lab_submission"] = module
     spec.loader.exec_module(module)
-    out = {}
+    out: dict[str, Callable[..., Any]] = {}
     for name in functions:
         fn = getattr(module, seam.bare_name(name), None)
         if not inspect.isfunction(fn):
@@ -117,8 +117,6 @@ def load_workload(tree: str, rel: str, attr: str) -> Any:
 
 def run_workload(chan: Channel, tree: str, item: dict[str, Any], raised: dict[str, str]) -> None:
     """One workload: run it on a fresh machine, send what replay needs."""
-    from hypervisor.trace import HypercallRecord, StoreRecord, Tracer
-
     from lessons.lab.testing import Guest
 
     w = load_workload(tree, item["file"], item["attr"])
@@ -129,19 +127,13 @@ def run_workload(chan: Channel, tree: str, item: dict[str, Any], raised: dict[st
     try:
         w.run(guest, item["plan"])
         completed = True
-    except BaseException as exc:  # noqa: BLE001 -- whatever the student's code raised
+    except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"[:4000]
     if guest.xen is not None:
-        kept = Tracer()
-        kept.records = [
-            r
-            for r in guest.xen.trace.records
-            if isinstance(r, StoreRecord) or (isinstance(r, HypercallRecord) and r.depth == 0)
-        ]
-        chan.raw(kept.to_jsonl())
+        chan.raw(guest.xen.trace.to_jsonl())
     try:
         processes = guest.processes()
-    except Exception:  # noqa: BLE001
+    except Exception:
         processes = {}
     chan.send(
         {
@@ -163,7 +155,7 @@ def main(tree: str, submission: str, mode: str, fd: int) -> None:
     if job.get("file"):
         try:
             fns = load_submission(os.path.join(submission, job["file"]), job["functions"])
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             chan.send({"kind": "lab.submission", "error": f"{type(exc).__name__}: {exc}"[:4000]})
             return
         for name, fn in fns.items():

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from lessons.lab import report, workspace
 from lessons.lab.grader import Options, grade_lesson
@@ -27,7 +28,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="minikern lab", description="The graded course.")
     sub = top.add_subparsers(dest="verb", required=True, metavar="VERB")
     sub.add_parser("list", help="the lessons, their points, and your status").add_argument(
-        "--work", default="lab", help="your workspace (default ./lab)")
+        "--work", default="lab", help="your workspace (default ./lab)"
+    )
     p = sub.add_parser("start", help="a workspace of starters")
     p.add_argument("dir", nargs="?", default="lab")
     p = sub.add_parser("check", help="the public tests of one lesson")
@@ -103,8 +105,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     written = workspace.start(Path(args.dir))
-    print(f"{args.dir}: {len(written)} starter files written" + (
-        f" ({', '.join(written)})" if written else " (existing files kept)"))
+    print(
+        f"{args.dir}: {len(written)} starter files written"
+        + (f" ({', '.join(written)})" if written else " (existing files kept)")
+    )
     return 0
 
 
@@ -113,8 +117,9 @@ def grade(lessons: list[Lesson], folder: Path, opts: Options, jobs: int = 1) -> 
     result = GradeResult(seed=opts.seed, hidden_seed=opts.hidden_seed, version=report.version())
     if jobs > 1 and len(lessons) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            result.lessons = list(pool.map(grade_lesson, lessons, [folder] * len(lessons),
-                                           [opts] * len(lessons)))
+            result.lessons = list(
+                pool.map(grade_lesson, lessons, [folder] * len(lessons), [opts] * len(lessons))
+            )
     else:
         result.lessons = [grade_lesson(lesson, folder, opts) for lesson in lessons]
     result.execution_time = time.monotonic() - start
@@ -138,8 +143,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     folder = Path(args.submission or args.work or "lab")
     seed = args.seed if args.seed is not None else 0
-    hidden_seed = (args.seed if args.seed is not None else secrets.randbelow(2**31)) \
-        if args.hidden else None
+    hidden_seed = (
+        (args.seed if args.seed is not None else secrets.randbelow(2**31)) if args.hidden else None
+    )
     results = Path(args.results) if args.results else None
     if results:
         report.write_results(results, report.zero_results(hidden_seed))
@@ -161,13 +167,16 @@ def cmd_hint(args: argparse.Namespace) -> int:
     rule = entry.get("rule", "")
     if not rule or rule not in lesson.hints:
         known = ", ".join(lesson.hints) or "none"
-        print(f"{lesson.id}: no failed rule with hints recorded (run `minikern lab check "
-              f"{lesson.id}` first). This lesson has hints for: {known}")
+        print(
+            f"{lesson.id}: no failed rule with hints recorded (run `minikern lab check "
+            f"{lesson.id}` first). This lesson has hints for: {known}"
+        )
         return 1
     used = entry.setdefault("hints", {})
     n = int(used.get(rule, 0))
     hints = lesson.hints[rule]
-    print(f"hint {min(n, len(hints) - 1) + 1}/{len(hints)} for {rule}: {hints[min(n, len(hints) - 1)]}")
+    i = min(n, len(hints) - 1)
+    print(f"hint {i + 1}/{len(hints)} for {rule}: {hints[i]}")
     used[rule] = n + 1
     state.save()
     return 0
@@ -178,13 +187,14 @@ def _draw(lesson: Lesson, folder: Path, seed: int) -> int:
 
     from hypervisor import render
 
-    kept: list[object] = []
+    kept: list[Any] = []
     result = grade_lesson_keep(lesson, folder, Options(seed=seed), kept)
     console = Console(highlight=False)
-    for run, machine in kept:  # type: ignore[misc]
+    for run, machine in kept:
         console.rule(f"{lesson.id}: workload {run.attr}")
-        console.print(render.hypercall_log([c for c in machine.calls if c.depth == 0],
-                                           xen=machine.xen))
+        console.print(
+            render.hypercall_log([c for c in machine.calls if c.depth == 0], xen=machine.xen)
+        )
         console.print(render.memory_map(machine.xen))
         console.print(render.audit_verdict(machine.xen))
     for line in report.lesson_lines(result, _colour()):
@@ -192,7 +202,7 @@ def _draw(lesson: Lesson, folder: Path, seed: int) -> int:
     return 0 if result.score == result.max_score else 1
 
 
-def grade_lesson_keep(lesson: Lesson, folder: Path, opts: Options, kept: list[object]) -> LessonResult:
+def grade_lesson_keep(lesson: Lesson, folder: Path, opts: Options, kept: list[Any]) -> LessonResult:
     from lessons.lab import grader
 
     grader.KEEP = kept
@@ -211,7 +221,7 @@ def cmd_break(args: argparse.Namespace) -> int:
     breaks = lesson.breaks()
     if not args.name:
         for name, path in breaks.items():
-            doc = (path.read_text(encoding="utf-8").split('"""') + ["", ""])[1]
+            doc = [*path.read_text(encoding="utf-8").split('"""'), "", ""][1]
             print(f"{name:20} {' '.join(doc.split())}")
         return 0
     if args.name not in breaks:
@@ -257,13 +267,22 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 def cmd_gradebook(args: argparse.Namespace) -> int:
     from lessons.lab import gradebook
 
-    return gradebook.run(Path(args.submissions), Path(args.out), args.jobs, args.hidden)
+    code: int = gradebook.run(Path(args.submissions), Path(args.out), args.jobs, args.hidden)
+    return code
 
 
 VERBS = {
-    "list": cmd_list, "start": cmd_start, "check": cmd_check, "grade": cmd_grade,
-    "hint": cmd_hint, "run": cmd_run, "break": cmd_break, "verify": cmd_verify,
-    "solutions": cmd_solutions, "handout": cmd_handout, "bundle": cmd_bundle,
+    "list": cmd_list,
+    "start": cmd_start,
+    "check": cmd_check,
+    "grade": cmd_grade,
+    "hint": cmd_hint,
+    "run": cmd_run,
+    "break": cmd_break,
+    "verify": cmd_verify,
+    "solutions": cmd_solutions,
+    "handout": cmd_handout,
+    "bundle": cmd_bundle,
     "gradebook": cmd_gradebook,
 }
 

@@ -8,6 +8,7 @@ anything else on it scores zero. Each check then looks at the replayed machine.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import attrs
 
 from lessons.lab import seam, source, submission
-from lessons.lab.lessons import Lesson, TestCase, workloads_in, load_file
+from lessons.lab.lessons import Lesson, TestCase, load_file, workloads_in
 from lessons.lab.results import (
     BAD_SUBMISSION,
     GRADER_ERROR,
@@ -32,8 +33,7 @@ from lessons.lab.testing import Fail, Guest, Machine, Plan, ProcessView, Workloa
 
 __all__ = ["Options", "grade_lesson", "select"]
 
-OPS = {"mmu_update", "mmuext_op", "update_va_mapping", "multicall", "vm_assist",
-       "update_va_mapping_otherdomain"}
+TRACE_KINDS = {"header", "hypercall", "store", "load", "trapped_write", "page_fault", "tlb_flush"}
 MAX_RECORDS = 200_000
 KEEP: list[Any] | None = None
 """When a list, every (run, replayed machine) is appended to it (``lab run`` draws them)."""
@@ -55,8 +55,10 @@ def select(lesson: Lesson, opts: Options) -> list[TestCase]:
     if opts.pattern:
         pat = opts.pattern.lower()
         tests = [
-            t for t in tests
-            if pat in t.check.key.lower() or pat in t.name.lower()
+            t
+            for t in tests
+            if pat in t.check.key.lower()
+            or pat in t.name.lower()
             or fnmatch.fnmatch(t.name.lower(), pat)
         ]
     return tests
@@ -67,18 +69,35 @@ def _reproduce(lesson: Lesson, t: TestCase, opts: Options) -> str:
     return f"minikern lab check {lesson.id} -k {t.check.key} --seed {seed}"
 
 
-def _fail_all(lesson: Lesson, tests: list[TestCase], status: str, msg: str,
-              opts: Options) -> LessonResult:
+def _fail_all(
+    lesson: Lesson, tests: list[TestCase], status: str, msg: str, opts: Options
+) -> LessonResult:
     out = LessonResult(lesson.id, lesson.title, status=status, message=msg)
     out.tests = [_result(lesson, t, False, msg, "", opts) for t in tests]
     return out
 
 
-def _result(lesson: Lesson, t: TestCase, passed: bool, output: str, rule: str,
-            opts: Options, seconds: float = 0.0) -> TestResult:
+def _result(
+    lesson: Lesson,
+    t: TestCase,
+    passed: bool,
+    output: str,
+    rule: str,
+    opts: Options,
+    seconds: float = 0.0,
+) -> TestResult:
     return TestResult(
-        t.number, t.name, t.check.key, lesson.id, t.points, passed, t.hidden, rule,
-        output, seconds, "" if passed else _reproduce(lesson, t, opts),
+        t.number,
+        t.name,
+        t.check.key,
+        lesson.id,
+        t.points,
+        passed,
+        t.hidden,
+        rule,
+        output,
+        seconds,
+        "" if passed else _reproduce(lesson, t, opts),
     )
 
 
@@ -155,7 +174,7 @@ def parse_channel(data: bytes) -> tuple[str, str, dict[str, Sent]]:
                 raise Tampered("the record channel's workloads are out of order")
             current.end = obj
             current = None
-        elif kind in ("hypercall", "store"):
+        elif kind in TRACE_KINDS:
             if current is None:
                 raise Tampered("a trace record outside any workload")
             current.lines.append(line)
@@ -164,45 +183,42 @@ def parse_channel(data: bytes) -> tuple[str, str, dict[str, Sent]]:
     return mode, error, sent
 
 
-def _validated(lines: list[str]) -> list[Any]:
-    from hypervisor.trace import HypercallRecord, StoreRecord, from_jsonl
+def _parsed(run: Run, lines: list[str], xen: Any) -> Any:
+    """The child's trace, parsed; its header must describe the workload's own machine."""
+    from hypervisor import replay
+    from hypervisor.trace import DomainSpec
 
     if len(lines) > MAX_RECORDS:
         raise Tampered(f"more than {MAX_RECORDS} records")
     try:
-        records = from_jsonl("\n".join(lines))
-    except Exception as exc:  # noqa: BLE001 -- any malformed record
-        raise Tampered(f"a record does not parse: {exc}") from exc
-    for r in records:
-        if isinstance(r, HypercallRecord):
-            ok = r.op in OPS and r.depth == 0 and type(r.result) is int
-        elif isinstance(r, StoreRecord):
-            ok = isinstance(r.data, str) and len(r.data) <= 2 * 4096 * 4 and type(r.va) is int
-        else:
-            ok = False
-        if not ok or r.domid != 0 or r.vcpu != 0:
-            raise Tampered(f"a record the guest could not have made: {str(r)[:200]}")
-    return records
+        trace = replay.parse("\n".join(lines) + "\n")
+    except (ValueError, TypeError) as exc:
+        raise Tampered(f"the trace does not parse: {exc}") from exc
+    h = trace.header
+    w = run.workload
+    config = dict(xen.trace.config)
+    if h is None or h.total_frames != w.frames or dict(h.config) != config or len(h.domains) != 1:
+        raise Tampered("the trace's header is not the workload's machine")
+    spec = h.domains[0]
+    if spec != DomainSpec(w.nr_pages, False, 64, 1, spec.at) or spec.at != 0:
+        raise Tampered("the trace's domain is not the workload's domain")
+    return trace
 
 
 def replay_run(run: Run, sent: Sent) -> Machine:
-    """The trusted machine after replaying ``sent``; Tampered if it diverges."""
-    from hypervisor import Hypervisor
-    from hypervisor.replay import replay
+    """The trusted machine after replaying ``sent`` on a machine the grader builds from
+    the workload's own declaration; Tampered if anything diverges."""
+    from hypervisor import Hypervisor, replay
 
-    records = _validated(sent.lines)
     xen = Hypervisor(total_frames=run.workload.frames)
+    trace = _parsed(run, sent.lines, xen)
     xen.create_domain(nr_pages=run.workload.nr_pages)
     try:
-        diverged = replay(records, xen)
-    except Exception as exc:  # noqa: BLE001 -- a record that made the replay fail
-        raise Tampered(f"the record does not replay: {type(exc).__name__}: {exc}") from exc
-    if diverged:
-        d = diverged[0]
-        raise Tampered(
-            f"the record does not replay: {getattr(d.record, 'op', 'a store')} was recorded "
-            f"as {d.expected} but the trusted machine says {d.got}"
-        )
+        result = replay.run(trace, xen=xen)
+    except Exception as exc:
+        raise Tampered(f"the trace does not replay: {type(exc).__name__}: {exc}") from exc
+    if result.divergences:
+        raise Tampered(f"the trace does not replay: {result.divergences[0]}"[:600])
     end = sent.end or {}
     procs: dict[int, ProcessView] = {}
     raw = end.get("processes")
@@ -239,17 +255,17 @@ def first_divergence(run: Run, m: Machine) -> str:
     """Where the student's hypercalls first differ from the reference's (same plan)."""
     guest = Guest(run.workload)
     seam.reset()
-    try:
+    with contextlib.suppress(Exception):  # the reference run is only a guide
         run.workload.run(guest, run.plan)
-    except Exception:  # noqa: BLE001 -- the reference run is only a guide
-        pass
     if guest.xen is None:
         return ""
     ref = [c for c in guest.xen.trace.hypercalls() if c.depth == 0]
     got = [c for c in m.calls if c.depth == 0]
     for i, (a, b) in enumerate(zip(got, ref, strict=False)):
         if (a.op, _norm(a.args)) != (b.op, _norm(b.args)):
-            return f"hypercall {i + 1}: you made {_call_text(a)}; the reference made {_call_text(b)}"
+            return (
+                f"hypercall {i + 1}: you made {_call_text(a)}; the reference made {_call_text(b)}"
+            )
     if len(got) != len(ref):
         side = "you made" if len(got) > len(ref) else "the reference made"
         return f"after {min(len(got), len(ref))} identical hypercalls {side} more"
@@ -268,8 +284,9 @@ def _hint_pointer(lesson: Lesson, rule: str) -> str:
     return f"hint: minikern lab hint {lesson.id}" if rule in lesson.hints else ""
 
 
-def _evaluate(lesson: Lesson, run: Run, sent: Sent | None, raised: dict[str, str],
-              opts: Options) -> list[TestResult]:
+def _evaluate(
+    lesson: Lesson, run: Run, sent: Sent | None, raised: dict[str, str], opts: Options
+) -> list[TestResult]:
     if sent is None or sent.end is None:
         msg = "the child stopped before this workload finished (it exited or crashed)"
         return [_result(lesson, t, False, msg, "", opts) for t in run.tests]
@@ -323,10 +340,14 @@ def grade_lesson(lesson: Lesson, folder: Path, opts: Options) -> LessonResult:
     tests = select(lesson, opts)
     try:
         result = _grade(lesson, folder, tests, opts)
-    except Exception:  # noqa: BLE001 -- the grader's own bug: never the student's
-        result = _fail_all(lesson, tests, GRADER_ERROR,
-                           "grader error (not your fault):\n" + traceback.format_exc(limit=8),
-                           opts)
+    except Exception:
+        result = _fail_all(
+            lesson,
+            tests,
+            GRADER_ERROR,
+            "grader error (not your fault):\n" + traceback.format_exc(limit=8),
+            opts,
+        )
     result.seconds = time.monotonic() - start
     return result
 
@@ -343,8 +364,7 @@ def _grade(lesson: Lesson, folder: Path, tests: list[TestCase], opts: Options) -
         "lesson": lesson.id,
         "functions": list(lesson.functions),
         "file": f"{lesson.id}.py",
-        "workloads": [{"key": r.key, "file": r.file, "attr": r.attr, "plan": r.plan}
-                      for r in runs],
+        "workloads": [{"key": r.key, "file": r.file, "attr": r.attr, "plan": r.plan} for r in runs],
     }
     try:
         child = run_child(tree, staged, job, lesson.timeout_s, jail=opts.jail)
@@ -353,16 +373,27 @@ def _grade(lesson: Lesson, folder: Path, tests: list[TestCase], opts: Options) -
     return _judge(lesson, tests, runs, child, opts)
 
 
-def _judge(lesson: Lesson, tests: list[TestCase], runs: list[Run], child: ChildRun,
-           opts: Options) -> LessonResult:
+def _judge(
+    lesson: Lesson, tests: list[TestCase], runs: list[Run], child: ChildRun, opts: Options
+) -> LessonResult:
     if child.timed_out:
-        res = _fail_all(lesson, tests, TIMEOUT,
-                        f"timeout: the lesson ran longer than {lesson.timeout_s:g} s", opts)
+        res = _fail_all(
+            lesson,
+            tests,
+            TIMEOUT,
+            f"timeout: the lesson ran longer than {lesson.timeout_s:g} s",
+            opts,
+        )
         res.output = child.output
         return res
     if child.overflow:
-        res = _fail_all(lesson, tests, BAD_SUBMISSION,
-                        "the record channel went over its size cap (scored zero)", opts)
+        res = _fail_all(
+            lesson,
+            tests,
+            BAD_SUBMISSION,
+            "the record channel went over its size cap (scored zero)",
+            opts,
+        )
         res.output = child.output
         return res
     try:
@@ -372,8 +403,9 @@ def _judge(lesson: Lesson, tests: list[TestCase], runs: list[Run], child: ChildR
         res.output = child.output
         return res
     if error:
-        res = _fail_all(lesson, tests, BAD_SUBMISSION,
-                        f"{lesson.id}.py cannot be used: {error}", opts)
+        res = _fail_all(
+            lesson, tests, BAD_SUBMISSION, f"{lesson.id}.py cannot be used: {error}", opts
+        )
         res.output = child.output
         return res
     raised: dict[str, str] = {}
@@ -384,8 +416,13 @@ def _judge(lesson: Lesson, tests: list[TestCase], runs: list[Run], child: ChildR
     for run in runs:
         for r in _evaluate(lesson, run, sent.get(run.key), raised, opts):
             by_test[r.number] = r
-    res = LessonResult(lesson.id, lesson.title, tests=[by_test[t.number] for t in tests],
-                       output=child.output, sandbox=mode)
+    res = LessonResult(
+        lesson.id,
+        lesson.title,
+        tests=[by_test[t.number] for t in tests],
+        output=child.output,
+        sandbox=mode,
+    )
     if raised:
         res.message = "; ".join(f"{k} raised: {v}" for k, v in raised.items())
     elif not any(s.end for s in sent.values()) and runs:

@@ -24,6 +24,7 @@ import json
 import os
 import resource
 import sys
+from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -93,14 +94,14 @@ def _become_pid1() -> None:
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
-def _build_root(cfg: dict[str, object]) -> None:
+def _build_root(cfg: dict[str, Any]) -> None:
     new = str(cfg["scratch"])
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=755")
-    for src in cfg["binds"]:  # type: ignore[attr-defined]
+    for src in cfg["binds"]:
         if os.path.exists(src):
             _bind(src, new + src)
-    for hidden in cfg["hide"]:  # type: ignore[attr-defined]
+    for hidden in cfg["hide"]:
         if os.path.isdir(new + hidden):
             _mount("tmpfs", new + hidden, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k")
     _bind(str(cfg["tree"]), new + "/lab")
@@ -127,7 +128,7 @@ def _limits(limits: dict[str, int]) -> None:
             try:
                 resource.setrlimit(which, (value, value))
             except (ValueError, OSError):
-                soft, hard = resource.getrlimit(which)
+                hard = resource.getrlimit(which)[1]
                 resource.setrlimit(which, (min(value, hard) if hard >= 0 else value, hard))
 
 
@@ -137,7 +138,7 @@ def _drop_privileges(uid: int) -> None:
     os.setuid(uid)
 
 
-def enter(cfg: dict[str, object]) -> str:
+def enter(cfg: dict[str, Any]) -> str:
     """Lock the process in as ``cfg`` says; returns the mode it got
     (``"namespace"`` or ``"user"``/``"plain"`` when namespaces were refused)."""
     root_user = os.getuid() == 0
@@ -152,9 +153,9 @@ def enter(cfg: dict[str, object]) -> str:
             mode = "plain"
     if mode == "plain":
         os.chdir(str(cfg["workdir"]))
-    _limits(cfg["limits"])  # type: ignore[arg-type]
+    _limits(cfg["limits"])
     if root_user:
-        _drop_privileges(int(cfg["uid"]))  # type: ignore[call-overload]
+        _drop_privileges(int(cfg["uid"]))
         mode = "user" if mode == "plain" else mode
     return mode
 
@@ -169,7 +170,7 @@ def main() -> None:
     sys.path[:0] = [tree]
     from lessons.lab import child
 
-    child.main(tree, submission, mode, int(cfg["record_fd"]))  # type: ignore[call-overload]
+    child.main(tree, submission, mode, int(cfg["record_fd"]))
 
 
 if __name__ == "__main__":

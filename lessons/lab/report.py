@@ -11,7 +11,14 @@ from typing import Any
 
 from lessons.lab.results import GradeResult, LessonResult, TestResult
 
-__all__ = ["console_lines", "gradescope", "prairielearn", "version", "write_results", "zero_results"]
+__all__ = [
+    "console_lines",
+    "gradescope",
+    "prairielearn",
+    "version",
+    "write_results",
+    "zero_results",
+]
 
 GREEN, RED, YELLOW, RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 
@@ -27,7 +34,7 @@ def _paint(text: str, colour: str, on: bool) -> str:
     return f"{colour}{text}{RESET}" if on else text
 
 
-def test_lines(t: TestResult, colour: bool = False) -> list[str]:
+def verdict_lines(t: TestResult, colour: bool = False) -> list[str]:
     verdict = _paint("OK", GREEN, colour) if t.passed else _paint("FAIL", RED, colour)
     lines = [f"== Test {t.number} {t.name} == {verdict} ({t.seconds:.2f}s)"]
     if not t.passed:
@@ -43,10 +50,13 @@ def lesson_lines(lesson: LessonResult, colour: bool = False) -> list[str]:
     lines = [f"-- {lesson.id}: {lesson.title}"]
     if lesson.status != "graded" or lesson.message:
         status = lesson.status if lesson.status != "graded" else "note"
-        lines.append(_paint(f"   [{status}] ", YELLOW, colour) + lesson.message.splitlines()[0]
-                     if lesson.message else f"   [{status}]")
+        lines.append(
+            _paint(f"   [{status}] ", YELLOW, colour) + lesson.message.splitlines()[0]
+            if lesson.message
+            else f"   [{status}]"
+        )
     for t in lesson.tests:
-        lines += test_lines(t, colour)
+        lines += verdict_lines(t, colour)
     if lesson.output.strip():
         lines.append(f"   output of your code ({lesson.id}):")
         lines += ["   | " + line for line in lesson.output.splitlines()[:200]]
@@ -79,17 +89,19 @@ def gradescope(result: GradeResult) -> dict[str, Any]:
     tests = []
     for t in result.tests:
         tags = [f"lesson:{t.lesson}"] + ([f"rule:{t.rule}"] if t.rule else [])
-        out = "\n".join(test_lines(t)[1:]) or "OK"
-        tests.append({
-            "name": f"{t.number} {t.name}",
-            "number": t.number,
-            "score": t.points,
-            "max_score": t.max_points,
-            "status": "passed" if t.passed else "failed",
-            "output": out,
-            "tags": tags,
-            "visibility": "after_published" if t.hidden else "visible",
-        })
+        out = "\n".join(verdict_lines(t)[1:]) or "OK"
+        tests.append(
+            {
+                "name": f"{t.number} {t.name}",
+                "number": t.number,
+                "score": t.points,
+                "max_score": t.max_points,
+                "status": "passed" if t.passed else "failed",
+                "output": out,
+                "tags": tags,
+                "visibility": "after_published" if t.hidden else "visible",
+            }
+        )
     return {
         "score": sum(t["score"] for t in tests),
         "execution_time": round(result.execution_time, 3),
@@ -123,7 +135,7 @@ def prairielearn(result: GradeResult) -> dict[str, Any]:
             "points": t.points,
             "max_points": t.max_points,
             "message": "OK" if t.passed else (t.output.splitlines() or ["failed"])[0],
-            "output": "\n".join(test_lines(t)),
+            "output": "\n".join(verdict_lines(t)),
         }
         for t in result.tests
     ]
@@ -165,3 +177,32 @@ def write_results(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """A per-test table (GitHub's job summary) from the grader's JSON results."""
+    rows = ["| test | result | points |", "|---|---|---|"]
+    for lesson in data.get("lessons", []):
+        for t in lesson.get("tests", []):
+            ok = "pass" if t.get("passed") else "FAIL"
+            rows.append(f"| {t['number']} {t['name']} | {ok} | {t['points']}/{t['max_points']} |")
+    rows.append(f"\n**Score: {data.get('score', 0)}/{data.get('max_score', 0)}**")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lessons.lab.report results.json``: the Markdown table of a JSON result."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        data = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    except (IndexError, OSError, ValueError) as exc:
+        print(f"no results to summarise: {exc}")
+        return 1
+    print(markdown(data))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,7 +9,12 @@ import attrs
 
 __all__ = ["GradeResult", "LessonResult", "TestResult"]
 
-GRADED, TIMEOUT, BAD_SUBMISSION, GRADER_ERROR = "graded", "timeout", "bad-submission", "grader-error"
+GRADED, TIMEOUT, BAD_SUBMISSION, GRADER_ERROR = (
+    "graded",
+    "timeout",
+    "bad-submission",
+    "grader-error",
+)
 
 
 @attrs.define

@@ -11,6 +11,7 @@ every process the child left behind is killed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -101,14 +102,10 @@ def _sweep(uid: int) -> None:
 
 def _kill(proc: subprocess.Popen[bytes], extra: list[int]) -> None:
     for pid in extra:
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
     proc.wait()
 
 
@@ -164,7 +161,7 @@ def run_child(
     )
     os.close(w)
     try:
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
         try:
             proc.stdin.write(json.dumps(job).encode())
             proc.stdin.close()
@@ -177,9 +174,7 @@ def run_child(
         _sweep(uid)
         shutil.rmtree(work, ignore_errors=True)
     records, output, timed_out, overflow = result
-    return ChildRun(
-        records, output, timed_out, overflow, proc.returncode, time.monotonic() - start
-    )
+    return ChildRun(records, output, timed_out, overflow, proc.returncode, time.monotonic() - start)
 
 
 def _collect(
@@ -203,7 +198,7 @@ def _collect(
             timed_out = True
             break
         for key, _ in sel.select(timeout=min(left, 0.1)):
-            chunk = os.read(key.fd, 1 << 16)  # type: ignore[arg-type]
+            chunk = os.read(int(key.fd), 1 << 16)
             if not chunk:
                 sel.unregister(key.fd)
                 open_fds -= 1

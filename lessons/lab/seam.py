@@ -52,14 +52,15 @@ def reference(name: str) -> Fn:
     without the seam's wrapper)."""
     record = _record(name)
     if record is not None:
-        ref = getattr(record, "reference", None)
+        ref: Fn | None = getattr(record, "reference", None)
         if callable(ref):
             return ref
     module, function = split(name)
     obj = getattr(importlib.import_module(module), function, None)
     if not callable(obj):
         raise LookupError(f"{name}: no function {function!r} in {module}")
-    return inspect.unwrap(obj)
+    found: Fn = inspect.unwrap(obj)
+    return found
 
 
 def signature(name: str) -> inspect.Signature:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import builtins
 import compileall
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -58,9 +59,12 @@ def _defs(tree: ast.Module) -> dict[str, ast.FunctionDef]:
 def _raise_body(node: ast.FunctionDef, message: str) -> list[ast.stmt]:
     body: list[ast.stmt] = []
     first = node.body[0] if node.body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-        if isinstance(first.value.value, str):
-            body.append(first)
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        body.append(first)
     call = ast.Call(ast.Name(NOT_DONE, ast.Load()), [ast.Constant(message)], [])
     body.append(ast.Raise(call, None))
     return body
@@ -89,9 +93,11 @@ def _module_names(tree: ast.Module) -> dict[str, ast.stmt | None]:
         if isinstance(node, ast.Import | ast.ImportFrom):
             for alias in node.names:
                 bound = alias.asname or alias.name.split(".")[0]
-                out[bound] = ast.ImportFrom(node.module, [alias], node.level) if isinstance(
-                    node, ast.ImportFrom
-                ) else ast.Import([alias])
+                out[bound] = (
+                    ast.ImportFrom(node.module, [alias], node.level)
+                    if isinstance(node, ast.ImportFrom)
+                    else ast.Import([alias])
+                )
         elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
             out[node.name] = None
         elif isinstance(node, ast.Assign | ast.AnnAssign):
@@ -111,10 +117,8 @@ def _names_in(nodes: list[ast.AST]) -> list[str]:
                 seen[sub.id] = None
             elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
                 # string annotations ("KernelMemory") name things too
-                try:
-                    seen.update({n: None for n in _names_in([ast.parse(sub.value, mode="eval")])})
-                except SyntaxError:
-                    pass
+                with contextlib.suppress(SyntaxError):
+                    seen.update(dict.fromkeys(_names_in([ast.parse(sub.value, mode="eval")])))
     return list(seen)
 
 
@@ -158,7 +162,7 @@ def _submission(lesson: Lesson, body: bool) -> str:
         tree = ast.parse(module_path(module).read_text(encoding="utf-8"))
         node = _defs(tree)[function]
         node.decorator_list = []
-        parts = [node] if body else _signature_parts(node)
+        parts: list[ast.AST] = [node] if body else _signature_parts(node)
         params = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
         local = {
             n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
@@ -240,7 +244,9 @@ def child_tree(lesson: Lesson) -> Path:
         shutil.copy2(here / f, lab / f)
     tests = lesson.path / "tests"
     if tests.is_dir():
-        shutil.copytree(tests, tmp / "lesson" / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            tests, tmp / "lesson" / "tests", ignore=shutil.ignore_patterns("__pycache__")
+        )
     compileall.compile_dir(str(tmp), quiet=1, workers=1)
     for path in [tmp, *tmp.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)

@@ -76,7 +76,7 @@ def check_file(lesson: Lesson, folder: Path) -> str:
         tree = ast.parse(source, filename=name)
     except SyntaxError as exc:
         raise SubmissionError(f"{name} line {exc.lineno}: syntax error: {exc.msg}") from exc
-    top: dict[str, ast.AST] = {}
+    top: dict[str, ast.stmt] = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             top[node.name] = node
@@ -88,13 +88,13 @@ def check_file(lesson: Lesson, folder: Path) -> str:
                     top.setdefault(sub.asname or sub.name.split(".")[0], node)
     for fn in lesson.functions:
         bare = seam.bare_name(fn)
-        node = top.get(bare)
-        if node is None:
+        found = top.get(bare)
+        if found is None:
             raise SubmissionError(f"{name} does not define {bare} (lesson function {fn})")
-        if isinstance(node, ast.AsyncFunctionDef | ast.ClassDef):
+        if isinstance(found, ast.AsyncFunctionDef | ast.ClassDef):
             raise SubmissionError(f"{bare} in {name} must be a plain function (def)")
-        if isinstance(node, ast.FunctionDef):
-            _check_signature(fn, node)
+        if isinstance(found, ast.FunctionDef):
+            _check_signature(fn, found)
     return source
 
 

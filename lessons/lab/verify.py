@@ -30,10 +30,15 @@ def verify_lesson(lesson: Lesson, seed: int | None = None) -> Iterator[tuple[str
     """``(what, held)`` for each property of ``lesson``."""
     opts = Options(seed=0, hidden_seed=seed if seed is not None else secrets.randbelow(2**31))
     ref = _grade(lesson, source.solution_source(lesson), opts)
-    yield (f"{lesson.id}: reference {ref.score}/{ref.max_score} (hidden seed "
-           f"{opts.hidden_seed}) {ref.message}", ref.score == ref.max_score > 0)
-    for what, text in (("starter", source.starter_source(lesson)),
-                       ("do-nothing", workspace.noop_source(lesson))):
+    yield (
+        f"{lesson.id}: reference {ref.score}/{ref.max_score} (hidden seed "
+        f"{opts.hidden_seed}) {ref.message}",
+        ref.score == ref.max_score > 0,
+    )
+    for what, text in (
+        ("starter", source.starter_source(lesson)),
+        ("do-nothing", workspace.noop_source(lesson)),
+    ):
         r = _grade(lesson, text, opts)
         yield f"{lesson.id}: {what} {r.score}/{r.max_score}", _zero(r)
     breaks = lesson.breaks()
@@ -41,6 +46,8 @@ def verify_lesson(lesson: Lesson, seed: int | None = None) -> Iterator[tuple[str
     for name, path in breaks.items():
         r = _grade(lesson, workspace.break_source(lesson, path), opts)
         rules = sorted({t.rule for t in r.tests if not t.passed and t.rule})
-        yield (f"{lesson.id}: break {name} {r.score}/{r.max_score} caught by "
-               f"{', '.join(rules) or r.message[:80] or 'the checks'}",
-               r.score < r.max_score and r.status != "grader-error")
+        yield (
+            f"{lesson.id}: break {name} {r.score}/{r.max_score} caught by "
+            f"{', '.join(rules) or r.message[:80] or 'the checks'}",
+            r.score < r.max_score and r.status != "grader-error",
+        )

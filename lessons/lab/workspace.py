@@ -74,7 +74,9 @@ def break_source(lesson: Lesson, path: Path) -> str:
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
 
 
-def handout(out: Path, release: list[str] | None = None, root: Path = LESSONS_DIR.parent) -> list[str]:
+def handout(
+    out: Path, release: list[str] | None = None, root: Path = LESSONS_DIR.parent
+) -> list[str]:
     """A student copy of the project in ``out``: the released lessons (default: all) with
     their functions' bodies replaced by starters, no hidden tests, no other lesson."""
     lessons = [lesson for lesson in all_lessons() if release is None or lesson.id in release]
@@ -97,8 +99,12 @@ def handout(out: Path, release: list[str] | None = None, root: Path = LESSONS_DI
     shutil.copytree(LESSONS_DIR / "lab", lab_out / "lab", ignore=IGNORE, dirs_exist_ok=True)
     shutil.copy2(LESSONS_DIR / "__init__.py", lab_out / "__init__.py")
     for lesson in lessons:
-        shutil.copytree(lesson.path, lab_out / lesson.id, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "hidden", "breaks"))
+        shutil.copytree(
+            lesson.path,
+            lab_out / lesson.id,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", "hidden", "breaks"),
+        )
     start(out / "lab", lessons)
     return [lesson.id for lesson in lessons]
 
@@ -127,5 +133,8 @@ class State:
             pass
 
     def hints_used(self) -> dict[str, Any]:
-        return {k: v.get("hints", {}) for k, v in self.data.items() if isinstance(v, dict)
-                and v.get("hints")}
+        return {
+            k: v.get("hints", {})
+            for k, v in self.data.items()
+            if isinstance(v, dict) and v.get("hints")
+        }

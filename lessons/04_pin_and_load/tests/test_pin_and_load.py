@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 from hypervisor.mm.frames import PageType
-
 from lessons.lab.testing import Guest, Machine, Plan, check, expect, workload
 
 PAGE = 4096
@@ -60,8 +59,11 @@ def l4s_pinned(m: Machine, plan: Plan) -> None:
     for pid, view in sorted(m.processes.items()):
         for what, mfn in (("kernel L4", view.l4), ("user L4", view.user_l4)):
             f = m.frame(mfn)
-            expect(f.type == PageType.L4, f"process {pid}'s {what} {mfn:#x} is not typed L4",
-                   "lesson.not-pinned")
+            expect(
+                f.type == PageType.L4,
+                f"process {pid}'s {what} {mfn:#x} is not typed L4",
+                "lesson.not-pinned",
+            )
             expect(f.pinned, f"process {pid}'s {what} {mfn:#x} is not pinned", "lesson.not-pinned")
 
 
@@ -69,12 +71,17 @@ def l4s_pinned(m: Machine, plan: Plan) -> None:
 def bases_loaded(m: Machine, plan: Plan) -> None:
     both_processes(m)
     parent = m.process(1)
-    expect(m.vcpu.cr3 == parent.l4,
-           f"NEW_BASEPTR: cr3 is {m.vcpu.cr3:#x}, the parent's kernel L4 is {parent.l4:#x}",
-           "lesson.wrong-base")
-    expect(m.vcpu.user_base == parent.user_l4,
-           f"NEW_USER_BASEPTR: the user base is {m.vcpu.user_base:#x}, the parent's user L4 "
-           f"is {parent.user_l4:#x}", "lesson.wrong-base")
+    expect(
+        m.vcpu.cr3 == parent.l4,
+        f"NEW_BASEPTR: cr3 is {m.vcpu.cr3:#x}, the parent's kernel L4 is {parent.l4:#x}",
+        "lesson.wrong-base",
+    )
+    expect(
+        m.vcpu.user_base == parent.user_l4,
+        f"NEW_USER_BASEPTR: the user base is {m.vcpu.user_base:#x}, the parent's user L4 "
+        f"is {parent.user_l4:#x}",
+        "lesson.wrong-base",
+    )
 
 
 @check(fork_and_write, points=10, name="user: each process reads exactly what it wrote")

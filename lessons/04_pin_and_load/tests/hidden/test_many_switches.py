@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 from hypervisor.mm.frames import PageType
-
 from lessons.lab.testing import Guest, Machine, Plan, check, expect, workload
 
 PAGE = 4096
@@ -41,7 +40,7 @@ def switch_around(g: Guest, plan: Plan) -> None:
 
 
 def _last(plan: Plan) -> int:
-    last = plan["order"][-1]
+    last = int(plan["order"][-1])
     if last == plan["gone"]:
         last = (plan["gone"] + 1) % plan["n"]
     return last + 1
@@ -50,9 +49,12 @@ def _last(plan: Plan) -> int:
 @check(switch_around, points=10, name="switch: the CPU ends on the last process's L4s")
 def ends_on_last(m: Machine, plan: Plan) -> None:
     view = m.process(_last(plan))
-    expect(m.vcpu.cr3 == view.l4 and m.vcpu.user_base == view.user_l4,
-           f"the bases are {m.vcpu.cr3:#x}/{m.vcpu.user_base:#x}, process {view.pid}'s L4s "
-           f"are {view.l4:#x}/{view.user_l4:#x}", "lesson.wrong-base")
+    expect(
+        m.vcpu.cr3 == view.l4 and m.vcpu.user_base == view.user_l4,
+        f"the bases are {m.vcpu.cr3:#x}/{m.vcpu.user_base:#x}, process {view.pid}'s L4s "
+        f"are {view.l4:#x}/{view.user_l4:#x}",
+        "lesson.wrong-base",
+    )
 
 
 @check(switch_around, points=10, name="isolation: every live process reads its own pid")
@@ -62,8 +64,11 @@ def own_pages(m: Machine, plan: Plan) -> None:
         got = m.read_user(pid, plan["va"], 8)
         expect(got == bytes([pid]) * 8, f"process {pid} reads {got!r}")
         f = m.frame(m.process(pid).l4)
-        expect(f.pinned and f.type == PageType.L4, f"process {pid}'s L4 is not pinned",
-               "lesson.not-pinned")
+        expect(
+            f.pinned and f.type == PageType.L4,
+            f"process {pid}'s L4 is not pinned",
+            "lesson.not-pinned",
+        )
 
 
 @check(switch_around, points=5, name="exit: the exited process's L4s are unpinned and free")
