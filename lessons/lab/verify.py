@@ -46,8 +46,9 @@ def verify_lesson(lesson: Lesson, seed: int | None = None) -> Iterator[tuple[str
     for name, path in breaks.items():
         r = _grade(lesson, workspace.break_source(lesson, path), opts)
         rules = sorted({t.rule for t in r.tests if not t.passed and t.rule})
+        first = next((t.output.splitlines()[0] for t in r.tests if not t.passed and t.output), "")
         yield (
             f"{lesson.id}: break {name} {r.score}/{r.max_score} caught by "
-            f"{', '.join(rules) or r.message[:80] or 'the checks'}",
-            r.score < r.max_score and r.status != "grader-error",
+            f"{', '.join(rules) or first[:100] or r.message[:100]}",
+            r.score < r.max_score and r.status == "graded",
         )

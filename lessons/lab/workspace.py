@@ -68,7 +68,10 @@ def break_source(lesson: Lesson, path: Path) -> str:
     if not missing:
         return text
     ref = source.solution_source(lesson)
-    return ref + "\n\n# -- the break --\n\n" + text
+    body = "\n".join(
+        line for line in text.splitlines() if line.strip() != "from __future__ import annotations"
+    )
+    return ref + "\n\n# -- the break --\n\n" + body + "\n"
 
 
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")

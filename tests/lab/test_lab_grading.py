@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lessons.lab import cli, report, source
+from lessons.lab import cli, report, source, workspace
 from lessons.lab.lessons import Lesson, all_lessons
 from lessons.lab.results import BAD_SUBMISSION, GradeResult
 from lessons.lab.verify import verify_lesson
@@ -36,13 +36,13 @@ def test_starter_message_names_the_function_that_raised(
     r = grade_text(tmp_path, lesson, starter_text)
     assert r.score == 0
     assert "NotImplementedError" in r.message
-    assert "minikern.steps:" in r.message
+    assert "minikern.build:pin_tree" in r.message
 
 
 def test_child_tree_holds_no_reference_body(lesson: Lesson) -> None:
     tree = source.child_tree(lesson)
-    steps = (tree / "minikern" / "steps.py").read_text(encoding="utf-8")
-    assert "_PIN[level]" not in steps
+    steps = (tree / "minikern" / "build.py").read_text(encoding="utf-8")
+    assert "pin_table(km, pfn, 4)" not in steps
     assert "is yours to write" in steps
 
 
@@ -123,9 +123,9 @@ def test_prairielearn_score_is_a_fraction(
 
 BAD = {
     "syntax error": ("def pin_table(:\n", "syntax error"),
-    "missing function": ("def pin_table(km, pfn, level):\n    pass\n", "does not define"),
+    "missing function": ("def pin_tree(km, kernel_l4, user_l4):\n    pass\n", "does not define"),
     "wrong signature": (
-        "def pin_table(km, pfn):\n    pass\ndef load_base_ptrs(km, a, b):\n    pass\n",
+        "def pin_tree(km, pfn):\n    pass\ndef load_base(km, a, b):\n    pass\n",
         "must take the lesson's parameters",
     ),
 }
@@ -144,8 +144,8 @@ def test_bad_submission_gets_a_clear_message_and_zero(
 
 def test_wrong_return_type_is_named(tmp_path: Path, lesson: Lesson, reference_text: str) -> None:
     text = reference_text.replace(
-        "    km.hc.ext(_PIN[level], km.mfn(pfn))",
-        "    km.hc.ext(_PIN[level], km.mfn(pfn))\n    return 1",
+        "        pin_table(km, pfn, 4)",
+        "        pin_table(km, pfn, 4)\n    return 1",
     )
     r = grade_text(tmp_path, lesson, text)
     assert r.score == 0
@@ -183,7 +183,11 @@ def test_start_solutions_and_list(
 def test_hint_follows_the_rule_last_failed(
     tmp_path: Path, lesson: Lesson, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    work = write(tmp_path / "lab", lesson, (lesson.path / "breaks" / "pin_as_l1.py").read_text())
+    work = write(
+        tmp_path / "lab",
+        lesson,
+        workspace.break_source(lesson, lesson.path / "breaks" / "pin_as_l1.py"),
+    )
     assert cli.main(["check", lesson.id, "--work", str(work)]) == 1
     capsys.readouterr()
     assert cli.main(["hint", lesson.id, "--work", str(work)]) == 0

@@ -4,13 +4,9 @@ every access of user code faults."""
 from __future__ import annotations
 
 from hypervisor import abi
-from minikern.kmem import KernelMemory
-from minikern.steps import _PIN
+from hypervisor.abi import Pfn
+from minikern.kmem import KernelMemory, pfn_to_mfn
 
 
-def pin_table(km: KernelMemory, pfn: int, level: int) -> None:
-    km.hc.ext(_PIN[level], km.mfn(pfn))
-
-
-def load_base_ptrs(km: KernelMemory, kernel_l4: int, user_l4: int | None) -> None:
-    km.hc.now((abi.MMUEXT_NEW_BASEPTR, km.mfn(kernel_l4)))
+def load_base(km: KernelMemory, kernel_l4: Pfn, user_l4: Pfn | None) -> None:
+    km.hc.now((abi.MMUEXT_NEW_BASEPTR, pfn_to_mfn(km, kernel_l4)))
