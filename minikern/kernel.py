@@ -105,7 +105,7 @@ class Kernel:
             child = fork_mm(km, parent, self.strategy, self.fork_style)
         for pfn in parent.ptes.values():
             km.mapcount[pfn] += 1
-        child.vmas = dict(parent.vmas)
+        child.vmas = parent.vmas.copy()
         return self._new_process(child)
 
     def switch_to(self, p: Process) -> None:

@@ -33,6 +33,7 @@ from minikern.recipe import (
     unpin_table,
     zero_frame,
 )
+from minikern.vma import VmaMap
 
 __all__ = [
     "SHIFT",
@@ -108,8 +109,8 @@ class AddressSpace:
     """vpn -> data pfn mapped there."""
     writable: set[int] = attrs.Factory(set)
     """vpns whose leaf is mapped RW right now."""
-    vmas: dict[int, str] = attrs.Factory(dict)
-    """vpn -> "r" / "rw": what the process may touch (page-granular VMAs)."""
+    vmas: VmaMap = attrs.Factory(VmaMap)
+    """What the process may touch: ranges of pages, "r" or "rw"."""
     live: bool = False
 
     # -- looking things up --------------------------------------------------------

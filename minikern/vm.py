@@ -1,7 +1,9 @@
 """mmap, munmap, mprotect and the page-fault handler of one address space.
 
-VMAs are page-granular (``mm.vmas``: vpn -> "r" / "rw"). Anonymous memory is
-demand-zero: mmap records the VMA, and the first touch faults a zeroed frame
+VMAs are ranges (``mm.vmas``, a :class:`~minikern.vma.VmaMap`), and the work
+of ``mmap``/``munmap``/``mprotect`` is proportional to the pages actually
+present (``mm.ptes``), never to the length asked: mapping 128 TiB is one range.
+Anonymous memory is demand-zero: mmap records the VMA, and the first touch faults a zeroed frame
 in (``populate=True`` maps every page at once, Linux's ``MAP_POPULATE``). All
 leaf changes are batched ``mmu_update`` requests (PRESERVE_AD for mprotect, so
 Accessed/Dirty bits the hardware set meanwhile survive), followed by the TLB
@@ -58,9 +60,17 @@ def _check_prot(prot: str) -> None:
 
 
 def _require_mapped(mm: AddressSpace, vpns: range, what: str) -> None:
-    for vpn in vpns:
-        if vpn not in mm.vmas:
-            raise SegmentationFault(vpn << 12, f"{what} of a page that was never mapped")
+    hole = mm.vmas.first_hole(vpns.start, vpns.stop)
+    if hole is not None:
+        raise SegmentationFault(hole << abi.PAGE_SHIFT, f"{what} of a page that was never mapped")
+
+
+def present_in(mm: AddressSpace, vpns: range) -> list[int]:
+    """The pages of ``vpns`` that have a frame mapped, in order; the cost is
+    the smaller of the range and the pages present, never the length asked."""
+    if len(vpns) <= len(mm.ptes):
+        return [vpn for vpn in vpns if vpn in mm.ptes]
+    return sorted(vpn for vpn in mm.ptes if vpn in vpns)
 
 
 @steps.swappable
@@ -90,16 +100,17 @@ def put_data(km: KernelMemory, pfns: Sequence[Pfn]) -> None:
 def do_mmap(
     km: KernelMemory, mm: AddressSpace, va: int, length: int, prot: str, populate: bool = False
 ) -> None:
-    """Map ``[va, va+length)`` with ``prot``, replacing what was there (MAP_FIXED)."""
+    """Map ``[va, va+length)`` with ``prot``, replacing what was there (MAP_FIXED).
+    With ``populate``, every page gets its frame now (memory checked first)."""
     vpns = page_range(va, length)
     _check_prot(prot)
     if populate:
+        km.alloc.ensure(len(vpns))
         km.alloc.ensure(len(tables_for(list(vpns)) - mm.tables.keys()) + len(vpns))
-    old = [vpn for vpn in vpns if vpn in mm.vmas]
+    old = present_in(mm, vpns)
     if old:
         unmap_pages(km, mm, old)
-    for vpn in vpns:
-        mm.vmas[vpn] = prot
+    mm.vmas.set(vpns.start, vpns.stop, prot)
     if populate:
         with km.hc.lazy():
             for vpn in vpns:
@@ -114,21 +125,19 @@ def do_munmap(km: KernelMemory, mm: AddressSpace, va: int, length: int) -> None:
     """Unmap ``[va, va+length)``; every page of it must be mapped."""
     vpns = page_range(va, length)
     _require_mapped(mm, vpns, "munmap")
-    unmap_pages(km, mm, list(vpns))
+    unmap_pages(km, mm, present_in(mm, vpns))
+    mm.vmas.set(vpns.start, vpns.stop, None)
 
 
-def unmap_pages(km: KernelMemory, mm: AddressSpace, vpns: list[int]) -> None:
-    """Clear the leaves, prune emptied tables (unlink, unpin, make writable),
-    flush the TLB -- one batch -- then free the frames."""
-    present = [vpn for vpn in vpns if vpn in mm.ptes]
+def unmap_pages(km: KernelMemory, mm: AddressSpace, present: list[int]) -> None:
+    """Clear the leaves of the ``present`` pages, prune emptied tables (unlink,
+    unpin, make writable), flush the TLB -- one batch -- then free the frames."""
     gone: list[Pfn] = []
     with km.hc.lazy():
         dropped = [mm.clear_leaf(vpn) for vpn in present]
         for l1_index in sorted({vpn >> 9 for vpn in present}):
             gone += mm.prune(l1_index << 9)
         flush_tlb(km, present)
-    for vpn in vpns:
-        del mm.vmas[vpn]
     put_data(km, dropped)
     for pfn in gone:
         free_frame(km, pfn)
@@ -140,13 +149,11 @@ def do_mprotect(km: KernelMemory, mm: AddressSpace, va: int, length: int, prot: 
     vpns = page_range(va, length)
     _check_prot(prot)
     _require_mapped(mm, vpns, "mprotect")
+    mm.vmas.set(vpns.start, vpns.stop, prot)
     changed: list[int] = []
     with km.hc.lazy():
-        for vpn in vpns:
-            mm.vmas[vpn] = prot
-            pfn = mm.ptes.get(vpn)
-            if pfn is None:
-                continue
+        for vpn in present_in(mm, vpns):
+            pfn = mm.ptes[vpn]
             rw = prot == "rw" and km.mapcount[pfn] == 1
             if rw != (vpn in mm.writable):
                 mm.set_leaf(vpn, pfn, rw, abi.MMU_PT_UPDATE_PRESERVE_AD)
@@ -158,7 +165,7 @@ def do_mprotect(km: KernelMemory, mm: AddressSpace, va: int, length: int, prot: 
 def handle_fault(km: KernelMemory, mm: AddressSpace, va: int, write: bool) -> None:
     """Resolve a user page fault at ``va`` or raise SegmentationFault."""
     vpn = va >> 12
-    prot = mm.vmas.get(vpn) if 0 <= va < USER_LIMIT else None
+    prot = mm.vmas.find(vpn) if 0 <= va < USER_LIMIT else None
     if prot is None:
         raise SegmentationFault(va, "no mapping at this address")
     if write and prot != "rw":

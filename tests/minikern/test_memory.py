@@ -236,3 +236,29 @@ def test_using_an_exited_process_is_refused(k: Kernel) -> None:
         p.mmap(BASE, PAGE, "rw")
     with pytest.raises(ProcessLookupError):
         k.fork(p)
+
+
+def test_mmap_of_all_user_space_returns_at_once_and_maps_nothing_yet(k: Kernel) -> None:
+    p = k.spawn()
+    free = k.free_pages()
+    p.mmap(0, 1 << 47, "rw")
+    assert k.free_pages() == free
+    assert len(p.mm.vmas) == 1
+
+
+def test_munmap_and_mprotect_of_a_huge_range_cost_the_pages_present(k: Kernel) -> None:
+    p = k.spawn()
+    p.mmap(0, 1 << 47, "rw")
+    p.write(0x1234_5000, b"here")
+    p.mprotect(0, 1 << 47, "r")
+    assert p.read(0x1234_5000, 4) == b"here"
+    p.munmap(0, 1 << 47)
+    assert len(p.mm.vmas) == 0
+    assert not p.mm.ptes
+
+
+def test_mmap_populate_of_more_than_memory_is_out_of_memory_at_once(k: Kernel) -> None:
+    p = k.spawn()
+    with pytest.raises(OutOfMemory):
+        p.mmap(0, 1 << 40, "rw", populate=True)
+    assert len(p.mm.vmas) == 0
