@@ -23,6 +23,7 @@ import attrs
 
 from hypervisor import abi
 from minikern import toolstack
+from minikern.args import choice_arg, int_arg
 from minikern.boot import boot_memory
 from minikern.build import STRATEGIES, new_tree, release_tree, tables_for
 from minikern.errors import kernel_faults
@@ -33,7 +34,10 @@ from minikern.process import Process
 from minikern.recipe import load_base
 from minikern.vm import put_data
 
-__all__ = ["Kernel"]
+__all__ = ["MAX_PAGES", "Kernel"]
+
+MAX_PAGES = 1 << 18
+"""The largest domain ``Kernel.boot`` makes (1 GiB): booting costs time per page."""
 
 
 @attrs.define(eq=False)
@@ -64,11 +68,12 @@ class Kernel:
     ) -> Kernel:
         """Create a domain of ``nr_pages`` (on ``hypervisor``, or a new machine)
         and boot it. ``strategy``: "linux" or "minios" (how trees are built and
-        pinned); ``fork_style``: "batched" or "linux" (see ``minikern.fork``)."""
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
-        if fork_style not in FORK_STYLES:
-            raise ValueError(f"fork_style must be one of {FORK_STYLES}, not {fork_style!r}")
+        pinned); ``fork_style``: "batched" or "linux" (see ``minikern.fork``).
+        Raises: TypeError / ValueError naming a wrong argument (``nr_pages`` at
+        most :data:`MAX_PAGES`, and enough for the domain builder)."""
+        int_arg("nr_pages", nr_pages, 1, MAX_PAGES)
+        choice_arg("strategy", strategy, STRATEGIES)
+        choice_arg("fork_style", fork_style, FORK_STYLES)
         xen, domain, vcpu, start_info = toolstack.launch(nr_pages, hypervisor)
         with kernel_faults():
             km = boot_memory(vcpu, start_info)

@@ -9,13 +9,14 @@ becomes :class:`SegmentationFault`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 import attrs
 
 from hypervisor import abi
 from minikern import vm
+from minikern.args import bytes_arg, choice_arg, flag_arg, int_arg
 from minikern.errors import kernel_faults, page_fault_of, panic
 from minikern.kmem import KernelMemory
 from minikern.pgtable import AddressSpace
@@ -23,6 +24,8 @@ from minikern.pgtable import AddressSpace
 __all__ = ["Process", "ProcessHost"]
 
 T = TypeVar("T")
+ADDRESS_LIMIT = 1 << 64
+"""Addresses are 64-bit."""
 _RETRIES = 4
 
 
@@ -36,14 +39,12 @@ class ProcessHost(Protocol):
     def switch_to(self, p: Process) -> None: ...
 
 
-def _chunks(va: int, n: int) -> list[tuple[int, int]]:
+def _chunks(va: int, n: int) -> Iterator[tuple[int, int]]:
     """``(va, size)`` pieces of ``[va, va+n)`` that do not cross a page."""
-    out = []
     while n > 0:
-        size = min(n, abi.PAGE_SIZE - (va & 0xFFF))
-        out.append((va, size))
+        size = min(n, abi.PAGE_SIZE - va % abi.PAGE_SIZE)
+        yield va, size
         va, n = va + size, n - size
-    return out
 
 
 @attrs.define(eq=False)
@@ -66,6 +67,8 @@ class Process:
     def mmap(self, va: int, length: int, prot: str = "rw", *, populate: bool = False) -> None:
         """Map ``[va, va+length)`` anonymous, demand-zero, ``prot`` "r" or "rw"."""
         self._check()
+        choice_arg("prot", prot, vm.PROTS)
+        flag_arg("populate", populate)
         with kernel_faults():
             vm.do_mmap(self.kernel.km, self.mm, va, length, prot, populate)
 
@@ -84,8 +87,8 @@ class Process:
     def read(self, va: int, n: int) -> bytes:
         """``n`` bytes at ``va``, read as user code."""
         self._check()
-        if type(va) is not int or type(n) is not int or n < 0:
-            raise ValueError("read needs an int address and a length >= 0")
+        int_arg("va", va, 0, ADDRESS_LIMIT - 1)
+        int_arg("n", n, 0, ADDRESS_LIMIT - va)
         vcpu = self.kernel.vcpu
         out = bytearray()
         for addr, size in _chunks(va, n):
@@ -95,9 +98,9 @@ class Process:
     def write(self, va: int, data: bytes) -> None:
         """Write ``data`` at ``va`` as user code."""
         self._check()
-        if type(va) is not int:
-            raise ValueError("write needs an int address")
-        data = bytes(data)
+        int_arg("va", va, 0, ADDRESS_LIMIT - 1)
+        data = bytes_arg("data", data)
+        int_arg("len(data)", len(data), 0, ADDRESS_LIMIT - va)
         vcpu = self.kernel.vcpu
         pos = 0
         for addr, size in _chunks(va, len(data)):

@@ -20,8 +20,15 @@ HEADROOM = 2048
 
 def launch(nr_pages: int, hypervisor: Any = None) -> tuple[Any, Any, abi.GuestVCpu, abi.StartInfo]:
     """Build a domain of ``nr_pages`` on ``hypervisor`` (a new machine if None).
-    Returns the machine, the domain, vCPU 0 and the domain's start_info."""
+    Returns the machine, the domain, vCPU 0 and the domain's start_info.
+    Raises: TypeError if ``hypervisor`` is not a Hypervisor; ValueError naming
+    ``nr_pages`` if the domain cannot be built."""
     if hypervisor is None:
         hypervisor = Hypervisor(total_frames=max(16384, nr_pages + HEADROOM))
-    domain = hypervisor.create_domain(nr_pages=nr_pages)
+    elif not isinstance(hypervisor, Hypervisor):
+        raise TypeError(f"hypervisor must be a Hypervisor or None, not {type(hypervisor).__name__}")
+    try:
+        domain = hypervisor.create_domain(nr_pages=nr_pages)
+    except ValueError as exc:
+        raise ValueError(f"nr_pages={nr_pages}: {exc}") from None
     return hypervisor, domain, domain.vcpus[0], domain.start_info

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from hypervisor import abi
 from hypervisor.abi import Pfn
 from minikern import steps
+from minikern.args import choice_arg
 from minikern.build import tables_for
 from minikern.errors import SegmentationFault, panic
 from minikern.kmem import KernelMemory
@@ -45,18 +46,21 @@ FLUSH_CEILING = 33
 
 def page_range(va: int, length: int) -> range:
     """The vpns of ``[va, va + length)``: ``va`` page-aligned, inside user space."""
-    if type(va) is not int or type(length) is not int:
-        raise TypeError("va and length must be ints")
-    if va % abi.PAGE_SIZE or length <= 0 or va < 0 or va + length > USER_LIMIT:
+    for name, value in (("va", va), ("length", length)):
+        if type(value) is not int:
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= va < USER_LIMIT or va % abi.PAGE_SIZE:
+        raise ValueError(f"va must be page-aligned and below {USER_LIMIT:#x}, not {va:#x}")
+    if not 0 < length <= USER_LIMIT - va:
         raise ValueError(
-            f"bad range {va:#x}+{length:#x}: page-aligned, non-empty, below {USER_LIMIT:#x}"
+            f"length must be > 0 and end by {USER_LIMIT:#x} (at most {USER_LIMIT - va:#x} "
+            f"from va {va:#x}), not {length:#x}"
         )
     return range(va >> 12, (va + length + abi.PAGE_SIZE - 1) >> 12)
 
 
 def _check_prot(prot: str) -> None:
-    if prot not in PROTS:
-        raise ValueError(f"prot must be one of {PROTS}, not {prot!r}")
+    choice_arg("prot", prot, PROTS)
 
 
 def _require_mapped(mm: AddressSpace, vpns: range, what: str) -> None:

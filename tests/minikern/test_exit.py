@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from mkhelpers import BASE, PAGE, recipe_violations, table_mfns, table_type_count
 
-from minikern import Kernel
-from minikern.kmem import pfn_to_mfn
+from hypervisor.abi import Pfn
+from minikern import Kernel, KernelPanic, recipe, steps
+from minikern.kmem import KernelMemory, pfn_to_mfn
 
 
 def _workload(k: Kernel) -> list[object]:
@@ -71,3 +73,16 @@ def test_switch_loads_both_bases_in_one_mmuext_op(k: Kernel) -> None:
         pfn_to_mfn(k.km, p.mm.l4),
         pfn_to_mfn(k.km, p.mm.user_l4),
     )
+
+
+def test_a_fault_inside_exit_is_a_kernel_panic_naming_the_step_not_a_page_fault(
+    k: Kernel,
+) -> None:
+    def forgot(km: KernelMemory, pfn: Pfn, uvmf: int) -> None:
+        return None
+
+    p = k.spawn()
+    with steps.override(recipe.make_writable, forgot), pytest.raises(KernelPanic) as info:
+        k.exit(p)
+    assert info.value.step == "minikern.recipe:free_frame"
+    assert "kernel page fault" in str(info.value)
