@@ -20,7 +20,7 @@ from typing import cast
 from hypervisor import abi
 from hypervisor.abi import Mfn, Pfn
 from minikern.alloc import FrameAllocator
-from minikern.hypercall import Hypercalls
+from minikern.hypercall import Console, Hypercalls
 from minikern.kmem import KernelMemory
 
 __all__ = ["KERNEL_SLOTS", "boot_memory"]
@@ -35,12 +35,15 @@ def read_p2m(vcpu: abi.GuestVCpu, si: abi.StartInfo) -> list[Mfn]:
     return cast(list[Mfn], list(struct.unpack(f"<{si.nr_pages}Q", raw)))
 
 
-def boot_memory(vcpu: abi.GuestVCpu, si: abi.StartInfo) -> KernelMemory:
-    """Steps 1-4 above; returns the kernel's memory state."""
+def boot_memory(
+    vcpu: abi.GuestVCpu, si: abi.StartInfo, console: Console | None = None
+) -> KernelMemory:
+    """Steps 1-4 above; returns the kernel's memory state. ``console`` reads
+    Xen's console (the toolstack's ``dmesg``), to explain refusals."""
     p2m = read_p2m(vcpu, si)
     boot_l4 = Pfn((si.pt_base - si.virt_base) >> abi.PAGE_SHIFT)
     alloc = FrameAllocator.from_range(boot_l4 + si.nr_pt_frames, si.nr_pages)
-    hc = Hypercalls(vcpu)
+    hc = Hypercalls(vcpu, console=console)
     hc.vm_assist(abi.VMASST_CMD_enable, abi.VMASST_TYPE_writable_pagetables)
     km = KernelMemory(vcpu, hc, si.virt_base, p2m, alloc, boot_l4)
     for slot in KERNEL_SLOTS:

@@ -8,14 +8,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 __all__ = [
     "KernelPanic",
     "OutOfMemory",
     "SegmentationFault",
-    "kernel_faults",
     "page_fault_of",
     "panic",
 ]
@@ -82,24 +78,3 @@ def page_fault_of(exc: BaseException) -> tuple[int, int] | None:
     if not isinstance(va, int) or not isinstance(code, int):
         return None
     return va, code
-
-
-@contextmanager
-def kernel_faults() -> Iterator[None]:
-    """Inside, a page fault of the kernel's own access is a :class:`KernelPanic`
-    (Linux's "unable to handle page fault" oops), naming the access and the
-    lesson function that made it; other exceptions pass through."""
-    try:
-        yield
-    except Exception as exc:
-        fault = page_fault_of(exc)
-        if fault is None:
-            raise
-        va, code = fault
-        chain: tuple[str, ...] = getattr(exc, "minikern_steps", None) or ()
-        access = "write" if code & 2 else "read"
-        who = f" in {chain[-1]}" if chain else ""
-        raise KernelPanic(
-            f"panic: kernel page fault{who}: {access} at {va:#x} (error code {code:#x}): {exc}",
-            step=chain[-1] if chain else "",
-        ) from exc

@@ -20,17 +20,26 @@ lives here: :func:`issue_multicall`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from hypervisor import abi
 from minikern import steps
-from minikern.errors import KernelPanic
+from minikern.errors import KernelPanic, page_fault_of
 
-__all__ = ["LINUX_PTE_BATCH", "MC_BATCH", "MMU_BATCH", "Hypercalls", "issue_multicall"]
+__all__ = [
+    "LINUX_PTE_BATCH",
+    "MC_BATCH",
+    "MMU_BATCH",
+    "Console",
+    "Hypercalls",
+    "RefusalRecord",
+    "issue_multicall",
+    "kernel_faults",
+]
 
 MMU_BATCH = 512
 """Requests per ``mmu_update``: one page table's worth."""
@@ -42,6 +51,27 @@ LINUX_PTE_BATCH = 31
 _MERGE = (abi.HYPERVISOR_mmu_update, abi.HYPERVISOR_mmuext_op)
 _NAMES = {int(h): h.name for h in abi.Hypercall}
 Chain = tuple[str, ...]
+
+
+class RefusalRecord(Protocol):
+    """One line of Xen's console as the kernel reads it (``hypervisor.console.Refusal``)."""
+
+    @property
+    def errno(self) -> int: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def multicall_slot(self) -> int | None: ...
+    @property
+    def va(self) -> int | None: ...
+
+
+Console = Callable[[], Sequence[RefusalRecord]]
+"""Reads Xen's console: this domain's refusals, oldest first (``toolstack.dmesg``)."""
 
 
 @attrs.define(eq=False)
@@ -84,6 +114,9 @@ class Hypercalls:
     entries: int = 0
     queue: list[_Pending] = attrs.Factory(list)
     depth: int = 0
+    console: Console | None = None
+    """Xen's console, read to quote Xen's explanation of a refused multicall
+    entry or trapped write (None: the errno alone)."""
 
     # -- lazy mode -------------------------------------------------------------
 
@@ -206,7 +239,17 @@ class Hypercalls:
                 step=issue_multicall.__module__ + ":issue_multicall",
             )
         if failed:
-            raise _entry_failed(batch, failed)
+            raise _entry_failed(batch, failed, self._refusals(len(failed)))
+
+    def _refusals(self, n: int) -> dict[int, RefusalRecord]:
+        """The console's last ``n`` refusals of multicall entries, by slot."""
+        tail = self.console()[-n:] if self.console is not None else ()
+        return {r.multicall_slot: r for r in tail if r.multicall_slot is not None}
+
+    def trapped_write_refusal(self, va: int) -> RefusalRecord | None:
+        """The console's last refusal if it is of a trapped write to ``va``."""
+        tail = self.console()[-1:] if self.console is not None else ()
+        return tail[0] if tail and tail[0].va == va else None
 
     def now(self, *ops: tuple[int, int]) -> None:
         """Issue any queued work, then ``(cmd, arg1)`` commands as one ``mmuext_op``."""
@@ -271,42 +314,96 @@ def _blame(by: Chain) -> str:
     return f"queued by {by[-1]}" + (f" (in {outer})" if outer else "")
 
 
-def _refused(p: _Pending, exc: OSError) -> KernelPanic:
-    """Xen refused the direct call ``p``: the kernel's bug, said loudly."""
+def _panic(
+    where: str, p: _Pending, done: int, errno: int, rule: str, message: str, more: str = ""
+) -> KernelPanic:
+    """The panic for request ``done`` of call ``p``, refused as ``errno``/``rule``
+    with Xen's ``message``::
+
+        panic: Xen refused mmuext_op (request 1 of 2): EINVAL [type.writable-mapped]
+          MMUEXT_PIN_L4_TABLE 0x11c
+          Xen: mfn 0x11c is still mapped writable by ...
+          queued by minikern.recipe:pin_table (in minikern.build:pin_tree)
+    """
     name = _NAMES.get(p.op, str(p.op))
     reqs = _requests(p)
-    done = getattr(exc, "done", 0)
-    index = done if isinstance(done, int) and 0 <= done < len(reqs) else 0
+    index = done if 0 <= done < len(reqs) else 0
     what, by = reqs[index] if reqs else (name, ())
-    where = f" request {index} of {len(reqs)}" if len(reqs) > 1 else ""
-    rule = str(getattr(exc, "rule", "") or "")
-    errno = exc.errno or 0
+    part = f" (request {index} of {len(reqs)})" if len(reqs) > 1 else ""
+    tag = f" [{rule}]" if rule else ""
+    xen = f"\n  Xen: {message}" if message else ""
     return KernelPanic(
-        f"panic: Xen refused {name}{where}: {what}\n"
-        f"  {abi.errno_name(errno)}{f' [{rule}]' if rule else ''}: {exc}\n"
-        f"  {_blame(by)}",
+        f"panic: Xen refused {where}{name}{part}: {abi.errno_name(errno)}{tag}\n"
+        f"  {what}{xen}\n  {_blame(by)}{more}",
         rule=rule,
         errno=errno,
         step=by[-1] if by else "",
     )
 
 
-def _entry_failed(batch: Sequence[_Pending], failed: list[tuple[int, int]]) -> KernelPanic:
-    """Entries of a multicall failed: the first one in full, the others listed."""
+def _refused(p: _Pending, exc: OSError) -> KernelPanic:
+    """Xen refused the direct call ``p``: the kernel's bug, said loudly."""
+    done = getattr(exc, "done", 0)
+    rule = getattr(exc, "rule", "")
+    return _panic(
+        "",
+        p,
+        done if isinstance(done, int) else 0,
+        exc.errno or 0,
+        rule if isinstance(rule, str) else "",
+        str(exc),
+    )
+
+
+def _entry_failed(
+    batch: Sequence[_Pending], failed: list[tuple[int, int]], log: dict[int, RefusalRecord]
+) -> KernelPanic:
+    """Entries of a multicall failed: the first one in full (Xen's console
+    has its explanation), the others listed."""
     index, result = failed[0]
-    p = batch[index]
-    reqs = _requests(p)
-    what, by = reqs[0]
-    more = f" (one of its {len(reqs)} requests)" if len(reqs) > 1 else ""
+    first = log.get(index)
     others = "".join(
         f"\n  also entry {i} {_NAMES.get(batch[i].op, '?')}: {abi.errno_name(r)}"
+        + (f" [{log[i].rule}]" if i in log else "")
         for i, r in failed[1:]
     )
+    return _panic(
+        f"entry {index} of a multicall of {len(batch)}, ",
+        batch[index],
+        first.done if first is not None else 0,
+        -result,
+        first.rule if first is not None else "",
+        first.message if first is not None else "",
+        others,
+    )
+
+
+@contextmanager
+def kernel_faults(hc: Hypercalls | None = None) -> Iterator[None]:
+    """Inside, a page fault of the kernel's own access is a :class:`KernelPanic`
+    (Linux's "unable to handle page fault" oops), naming the access and the
+    lesson function that made it -- and, for a trapped write Xen refused,
+    quoting Xen's console. Other exceptions pass through."""
+    try:
+        yield
+    except Exception as exc:
+        fault = page_fault_of(exc)
+        if fault is None:
+            raise
+        raise _oops(exc, fault[0], fault[1], hc) from exc
+
+
+def _oops(exc: Exception, va: int, code: int, hc: Hypercalls | None) -> KernelPanic:
+    chain: Chain = getattr(exc, "minikern_steps", None) or ()
+    access = "write" if code & 2 else "read"
+    who = f" in {chain[-1]}" if chain else ""
+    refusal = hc.trapped_write_refusal(va) if hc is not None and code & 2 else None
+    xen = ""
+    if refusal is not None:
+        xen = f"\n  Xen refused the trapped write: {refusal.message} [{refusal.rule}]"
     return KernelPanic(
-        f"panic: {len(failed)} of {len(batch)} multicall entries failed; "
-        f"entry {index} {_NAMES.get(p.op, str(p.op))}{more}: {what}\n"
-        f"  {abi.errno_name(result)}\n"
-        f"  {_blame(by)}{others}",
-        errno=-result,
-        step=by[-1] if by else "",
+        f"panic: kernel page fault{who}: {access} at {va:#x} (error code {code:#x}): {exc}{xen}",
+        rule=refusal.rule if refusal is not None else "",
+        errno=refusal.errno if refusal is not None else 0,
+        step=chain[-1] if chain else "",
     )

@@ -26,8 +26,8 @@ from minikern import toolstack
 from minikern.args import choice_arg, int_arg
 from minikern.boot import boot_memory
 from minikern.build import STRATEGIES, new_tree, release_tree, tables_for
-from minikern.errors import kernel_faults
 from minikern.fork import FORK_STYLES, fork_mm
+from minikern.hypercall import kernel_faults
 from minikern.kmem import KernelMemory
 from minikern.pgtable import AddressSpace
 from minikern.process import Process
@@ -76,7 +76,7 @@ class Kernel:
         choice_arg("fork_style", fork_style, FORK_STYLES)
         xen, domain, vcpu, start_info = toolstack.launch(nr_pages, hypervisor)
         with kernel_faults():
-            km = boot_memory(vcpu, start_info)
+            km = boot_memory(vcpu, start_info, toolstack.dmesg(xen, domain.domid))
         return cls(xen, domain, vcpu, km, strategy, fork_style, boot_free=km.alloc.free_count())
 
     def free_pages(self) -> int:
@@ -98,7 +98,7 @@ class Kernel:
     def spawn(self) -> Process:
         """A new process with an empty user address space."""
         self.km.alloc.ensure(2)
-        with kernel_faults():
+        with kernel_faults(self.km.hc):
             return self._new_process(new_tree(self.km, self.km.kernel_half))
 
     def fork(self, p: Process) -> Process:
@@ -106,7 +106,7 @@ class Kernel:
         self._check(p)
         km, parent = self.km, p.mm
         km.alloc.ensure(len(tables_for(list(parent.ptes))) + 2)
-        with kernel_faults():
+        with kernel_faults(self.km.hc):
             child = fork_mm(km, parent, self.strategy, self.fork_style)
         for pfn in parent.ptes.values():
             km.mapcount[pfn] += 1
@@ -117,7 +117,7 @@ class Kernel:
         """Load ``p``'s tree: NEW_BASEPTR and NEW_USER_BASEPTR in one mmuext_op."""
         self._check(p)
         if self.current is not p:
-            with kernel_faults():
+            with kernel_faults(self.km.hc):
                 load_base(self.km, p.mm.l4, p.mm.user_l4)
             self.current = p
 
@@ -126,7 +126,7 @@ class Kernel:
         self._check(p)
         km, mm = self.km, p.mm
         loaded = self.current is p
-        with kernel_faults():
+        with kernel_faults(self.km.hc):
             release_tree(km, mm.l4, mm.user_l4, mm.table_pfns(), loaded)
             if loaded:
                 self.current = None

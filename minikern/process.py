@@ -17,7 +17,8 @@ import attrs
 from hypervisor import abi
 from minikern import vm
 from minikern.args import bytes_arg, choice_arg, flag_arg, int_arg
-from minikern.errors import kernel_faults, page_fault_of, panic
+from minikern.errors import page_fault_of, panic
+from minikern.hypercall import kernel_faults
 from minikern.kmem import KernelMemory
 from minikern.pgtable import AddressSpace
 
@@ -69,19 +70,19 @@ class Process:
         self._check()
         choice_arg("prot", prot, vm.PROTS)
         flag_arg("populate", populate)
-        with kernel_faults():
+        with kernel_faults(self.kernel.km.hc):
             vm.do_mmap(self.kernel.km, self.mm, va, length, prot, populate)
 
     def munmap(self, va: int, length: int) -> None:
         """Unmap ``[va, va+length)``; SegmentationFault if any page is unmapped."""
         self._check()
-        with kernel_faults():
+        with kernel_faults(self.kernel.km.hc):
             vm.do_munmap(self.kernel.km, self.mm, va, length)
 
     def mprotect(self, va: int, length: int, prot: str) -> None:
         """Change the protection of ``[va, va+length)`` (all of it mapped)."""
         self._check()
-        with kernel_faults():
+        with kernel_faults(self.kernel.km.hc):
             vm.do_mprotect(self.kernel.km, self.mm, va, length, prot)
 
     def read(self, va: int, n: int) -> bytes:
@@ -120,6 +121,6 @@ class Process:
                 fault = page_fault_of(exc)
                 if fault is None:
                     raise
-                with kernel_faults():
+                with kernel_faults(k.km.hc):
                     vm.handle_fault(k.km, self.mm, fault[0], bool(fault[1] & 2) or write)
         raise panic(f"trap: access at {va:#x} keeps faulting after {_RETRIES} fixes")

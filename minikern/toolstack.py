@@ -2,17 +2,20 @@
 
 It plays ``xl create``: makes a machine when none is given, runs the domain
 builder, and hands the kernel what a real PV kernel receives at boot -- a vCPU
-(the hypercall page) and ``start_info``. Nothing else in minikern imports
-``hypervisor`` beyond ``hypervisor.abi``.
+(the hypercall page) and ``start_info``. It also plays ``xl dmesg``
+(:func:`dmesg`): the kernel of this course reads Xen's console to quote Xen's
+explanation when it panics. Nothing else in minikern imports ``hypervisor``
+beyond ``hypervisor.abi``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hypervisor import Hypervisor, abi
 
-__all__ = ["launch"]
+__all__ = ["dmesg", "launch"]
 
 HEADROOM = 2048
 """Machine frames beyond the domain's own: the first MiB, Xen's frames, spare."""
@@ -32,3 +35,14 @@ def launch(nr_pages: int, hypervisor: Any = None) -> tuple[Any, Any, abi.GuestVC
     except ValueError as exc:
         raise ValueError(f"nr_pages={nr_pages}: {exc}") from None
     return hypervisor, domain, domain.vcpus[0], domain.start_info
+
+
+def dmesg(hypervisor: Any, domid: int) -> Callable[[], Sequence[Any]]:
+    """A reader of domain ``domid``'s refusals on Xen's console, oldest first
+    (``xl dmesg``; see ``hypervisor.console.Refusal``)."""
+
+    def read() -> Sequence[Any]:
+        refusals: Sequence[Any] = hypervisor.console(domid)
+        return refusals
+
+    return read

@@ -10,7 +10,18 @@ from mkhelpers import BASE, PAGE
 
 from hypervisor import abi
 from hypervisor.abi import Pfn
-from minikern import Kernel, KernelPanic, build, hypercall, kmem, recipe, steps, vm
+from minikern import (
+    Kernel,
+    KernelPanic,
+    Process,
+    build,
+    hypercall,
+    kmem,
+    pgtable,
+    recipe,
+    steps,
+    vm,
+)
 from minikern.kmem import KernelMemory
 
 
@@ -186,3 +197,64 @@ def test_a_kernel_page_fault_in_a_lesson_function_is_a_panic_naming_it(k: Kernel
         k.spawn()
     assert info.value.step == "minikern.recipe:zero_frame"
     assert "kernel page fault" in str(info.value)
+
+
+def _with_pages(k: Kernel, n: int) -> Process:
+    p = k.spawn()
+    p.mmap(BASE, n * PAGE, "rw")
+    for i in range(n):
+        p.write(BASE + i * PAGE, b"x")
+    return p
+
+
+def _l2_left_writable(km: KernelMemory, tables: build.Tables) -> None:
+    for level, pfn in tables:
+        if level != 2:
+            recipe.make_readonly(km, pfn, abi.UVMF_NONE)
+        if level == 1:
+            recipe.pin_table(km, pfn, 1)
+
+
+def test_a_refused_multicall_entry_quotes_xens_console_in_full() -> None:
+    k = Kernel.boot(nr_pages=512, strategy="linux")
+    p = _with_pages(k, 8)
+    with (
+        steps.override(build.protect_tables, _l2_left_writable),
+        pytest.raises(KernelPanic) as info,
+    ):
+        k.fork(p)
+    text = str(info.value)
+    assert info.value.rule == "type.writable-mapped"
+    assert info.value.errno == abi.EINVAL
+    assert info.value.step == "minikern.recipe:pin_table"
+    assert "multicall" in text
+    assert "Xen: MMUEXT_PIN_L4_TABLE of mfn 0x" in text
+    assert "still mapped writable" in text
+    assert "(in minikern.build:pin_tree < minikern.fork:fork_mm)" in text
+
+
+def test_a_refused_mmu_update_names_the_request_xen_refused_in_hex() -> None:
+    k = Kernel.boot(nr_pages=512)
+    p = k.spawn()
+    p.mmap(BASE, PAGE, "rw")
+    p.write(BASE, b"x")
+    l1, slot = p.mm.leaf_slot(BASE >> 12)
+    with pytest.raises(KernelPanic) as info:
+        pgtable.set_pte(k.km, l1, slot, kmem.pfn_pte(k.km, l1, 0x7), abi.MMU_NORMAL_PT_UPDATE)
+    assert info.value.rule
+    assert f"MMU_NORMAL_PT_UPDATE ptr {k.km.entry_ma(l1, slot):#x}" in str(info.value)
+    assert info.value.step == "minikern.pgtable:set_pte"
+
+
+def test_a_store_into_an_l2_is_a_kernel_panic_naming_store_pte() -> None:
+    k = Kernel.boot(nr_pages=512, fork_style="linux")
+    p = _with_pages(k, 2)
+
+    def into_the_l2(km: KernelMemory, l1: Pfn, slot: int, pte: int) -> None:
+        l2 = p.mm.tables[(2, BASE >> 30)]
+        km.vcpu.store(km.va(l2) + 8 * slot, pte)
+
+    with steps.override(pgtable.store_pte, into_the_l2), pytest.raises(KernelPanic) as info:
+        k.fork(p)
+    assert info.value.step == "minikern.pgtable:store_pte"
+    assert "write at 0x" in str(info.value)
