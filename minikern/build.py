@@ -66,7 +66,7 @@ def tables_for(vpns: list[int]) -> set[TableKey]:
     """The (level, index) of every table a tree mapping ``vpns`` needs."""
     keys: set[TableKey] = set()
     for vpn in vpns:
-        va = vpn << 12
+        va = vpn << abi.PAGE_SHIFT
         keys.update((lv, va >> SHIFT[lv]) for lv in (3, 2, 1))
     return keys
 

@@ -52,7 +52,7 @@ class KernelMemory:
 
     def entry_ma(self, table_pfn: Pfn, slot: int) -> int:
         """Machine address of entry ``slot`` of table ``table_pfn`` (an mmu_update ptr)."""
-        return (pfn_to_mfn(self, table_pfn) << abi.PAGE_SHIFT) + 8 * slot
+        return abi.mfn_maddr(pfn_to_mfn(self, table_pfn)) + 8 * slot
 
     def load_entry(self, table_pfn: Pfn, slot: int) -> int:
         """Read entry ``slot`` of a table through the direct map."""

@@ -131,7 +131,7 @@ class AddressSpace:
 
     def missing_tables(self, vpn: int) -> int:
         """How many tables mapping ``vpn`` would need."""
-        va = vpn << 12
+        va = vpn << abi.PAGE_SHIFT
         return sum((lv, va >> SHIFT[lv]) not in self.tables for lv in (3, 2, 1))
 
     def parents(self, level: int, index: int) -> list[tuple[Pfn, int]]:
@@ -144,7 +144,7 @@ class AddressSpace:
 
     def ensure_l1(self, vpn: int) -> Pfn:
         """The L1 for ``vpn``, growing the live tree as needed (queued)."""
-        va = vpn << 12
+        va = vpn << abi.PAGE_SHIFT
         for level in (3, 2, 1):
             key = (level, va >> SHIFT[level])
             if key not in self.tables:
@@ -188,7 +188,7 @@ class AddressSpace:
     def prune(self, vpn: int) -> list[Pfn]:
         """Queue the removal of tables over ``vpn`` that became empty: unlink,
         unpin (L1), make writable. Returns their pfns, to free after the flush."""
-        va = vpn << 12
+        va = vpn << abi.PAGE_SHIFT
         gone: list[Pfn] = []
         for level in (1, 2, 3):
             key = (level, va >> SHIFT[level])

@@ -109,7 +109,7 @@ __all__ = [
     "swappable",
 ]
 
-P = ParamSpec("P")
+Params = ParamSpec("Params")
 R = TypeVar("R")
 
 
@@ -139,7 +139,7 @@ _CHAIN: tuple[str, ...] = ()
 """The lesson functions running now, outermost first."""
 
 
-def swappable(fn: Callable[P, R]) -> Callable[P, R]:
+def swappable(fn: Callable[Params, R]) -> Callable[Params, R]:
     """Register ``fn`` as the reference of lesson function ``module:function``
     and return the typed wrapper the kernel calls (same signature)."""
     name = f"{fn.__module__}:{fn.__name__}"
@@ -148,7 +148,7 @@ def swappable(fn: Callable[P, R]) -> Callable[P, R]:
     rec = LessonFunction(name, fn, fn, inspect.signature(fn), inspect.getdoc(fn) or "")
 
     @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> R:
         global _CHAIN
         outer = _CHAIN
         _CHAIN = (*outer, name)
@@ -190,7 +190,7 @@ def lesson_function(fn: Callable[..., Any] | str) -> LessonFunction:
 
 
 @contextmanager
-def override(fn: Callable[P, R], impl: Callable[P, R]) -> Iterator[Callable[P, R]]:
+def override(fn: Callable[Params, R], impl: Callable[Params, R]) -> Iterator[Callable[Params, R]]:
     """Run lesson function ``fn`` as ``impl`` inside the block (mypy checks that
     the signatures agree); yields the implementation it replaced."""
     rec = lesson_function(fn)
@@ -198,7 +198,7 @@ def override(fn: Callable[P, R], impl: Callable[P, R]) -> Iterator[Callable[P, R
     old = rec.impl
     rec.impl = impl
     try:
-        yield cast(Callable[P, R], old)
+        yield cast(Callable[Params, R], old)
     finally:
         rec.impl = old
 

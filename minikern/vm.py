@@ -56,7 +56,7 @@ def page_range(va: int, length: int) -> range:
             f"length must be > 0 and end by {USER_LIMIT:#x} (at most {USER_LIMIT - va:#x} "
             f"from va {va:#x}), not {length:#x}"
         )
-    return range(va >> 12, (va + length + abi.PAGE_SIZE - 1) >> 12)
+    return range(va >> abi.PAGE_SHIFT, (va + length + abi.PAGE_SIZE - 1) >> abi.PAGE_SHIFT)
 
 
 def _check_prot(prot: str) -> None:
@@ -87,7 +87,7 @@ def flush_tlb(km: KernelMemory, vpns: Sequence[int]) -> None:
         km.hc.ext(abi.MMUEXT_TLB_FLUSH_LOCAL)
         return
     for vpn in vpns:
-        km.hc.ext(abi.MMUEXT_INVLPG_LOCAL, vpn << 12)
+        km.hc.ext(abi.MMUEXT_INVLPG_LOCAL, vpn << abi.PAGE_SHIFT)
 
 
 def put_data(km: KernelMemory, pfns: Sequence[Pfn]) -> None:
@@ -168,7 +168,7 @@ def do_mprotect(km: KernelMemory, mm: AddressSpace, va: int, length: int, prot: 
 
 def handle_fault(km: KernelMemory, mm: AddressSpace, va: int, write: bool) -> None:
     """Resolve a user page fault at ``va`` or raise SegmentationFault."""
-    vpn = va >> 12
+    vpn = va >> abi.PAGE_SHIFT
     prot = mm.vmas.find(vpn) if 0 <= va < USER_LIMIT else None
     if prot is None:
         raise SegmentationFault(va, "no mapping at this address")

@@ -203,6 +203,89 @@ def test_minikern_core_does_not_depend_on_the_cli_layer() -> None:
     assert not bad, f"the cli layer sits on top of minikern; the core must not import it:\n{bad}"
 
 
+def _all_imports(source: str, path: Path) -> set[str]:
+    """Every module ``source`` (living at ``path``) imports, ``if TYPE_CHECKING:``
+    blocks included."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(source, filename=str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = _resolve(path, node)
+            out.add(module)
+            out.update(f"{module}.{alias.name}" for alias in node.names)
+    return out
+
+
+def import_cycle(imports: dict[str, set[str]]) -> list[str]:
+    """One cycle among the modules of ``imports`` (module -> what it imports),
+    as module names (empty: none)."""
+    edges = {
+        name: sorted(t for t in targets if t in imports and t != name)
+        for name, targets in imports.items()
+    }
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(name: str) -> list[str]:
+        state[name] = 1
+        stack.append(name)
+        for nxt in edges[name]:
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[name] = 2
+        return []
+
+    for name in sorted(edges):
+        if name not in state and (found := visit(name)):
+            return found
+    return []
+
+
+def test_minikern_core_has_no_import_cycle() -> None:
+    files = [p for p in core_files("minikern") if p.name != "__init__.py"]
+    assert_inspected("minikern", files)
+    graph = {module_name(p): _all_imports(p.read_text(encoding="utf-8"), p) for p in files}
+    cycle = import_cycle(graph)
+    assert not cycle, "minikern modules import each other in a cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_sees_a_cycle_through_type_checking_imports() -> None:
+    a, b = ROOT / "minikern" / "probe_a.py", ROOT / "minikern" / "probe_b.py"
+    graph = {
+        "minikern.probe_a": _all_imports("from minikern.probe_b import x\n", a),
+        "minikern.probe_b": _all_imports("if TYPE_CHECKING:\n    from .probe_a import y\n", b),
+    }
+    assert import_cycle(graph) == ["minikern.probe_a", "minikern.probe_b", "minikern.probe_a"]
+    del graph["minikern.probe_b"]
+    assert import_cycle(graph) == []
+
+
+ENTRY_BIT_NAMES = {"P", "RW", "US", "A", "D", "NX", "G", "PRESENT", "USER", "ACCESSED", "DIRTY"}
+
+
+def test_minikern_takes_entry_bits_from_the_abi_only() -> None:
+    files = core_files("minikern")
+    assert_inspected("minikern", files)
+    bad = []
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            names = [
+                n.id
+                for t in targets
+                for n in ast.walk(t)
+                if isinstance(n, ast.Name)
+                and (n.id in ENTRY_BIT_NAMES or n.id.startswith("_PAGE_"))
+            ]
+            bad += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names]
+    assert not bad, "entry bits are defined once, in hypervisor.abi:\n" + "\n".join(bad)
+
+
 @pytest.mark.parametrize("package", CORE_PACKAGES)
 def test_core_does_not_import_lessons(package: str) -> None:
     files = core_files(package)
