@@ -135,7 +135,7 @@ class LessonFunction:
 REGISTRY: dict[str, LessonFunction] = {}
 """``module:function`` -> its record, for every lesson function."""
 _BY_WRAPPER: dict[Callable[..., Any], LessonFunction] = {}
-_CHAIN: tuple[str, ...] = ()
+_RUNNING: list[str] = []
 """The lesson functions running now, outermost first."""
 
 
@@ -143,23 +143,22 @@ def swappable(fn: Callable[Params, R]) -> Callable[Params, R]:
     """Register ``fn`` as the reference of lesson function ``module:function``
     and return the typed wrapper the kernel calls (same signature)."""
     name = f"{fn.__module__}:{fn.__name__}"
+    push, pop = _RUNNING.append, _RUNNING.pop
     if name in REGISTRY:
         raise ValueError(f"lesson function {name} is declared twice")
     rec = LessonFunction(name, fn, fn, inspect.signature(fn), inspect.getdoc(fn) or "")
 
     @functools.wraps(fn)
     def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> R:
-        global _CHAIN
-        outer = _CHAIN
-        _CHAIN = (*outer, name)
+        push(name)
         try:
             result: R = rec.impl(*args, **kwargs)
             return result
         except BaseException as exc:
-            _blame(exc, _CHAIN)
+            _blame(exc, tuple(_RUNNING))
             raise
         finally:
-            _CHAIN = outer
+            pop()
 
     rec.wrapper = wrapper
     REGISTRY[name] = rec
@@ -176,7 +175,7 @@ def _blame(exc: BaseException, chain: tuple[str, ...]) -> None:
 
 def queued_by() -> tuple[str, ...]:
     """The lesson functions running now, outermost first (empty: none)."""
-    return _CHAIN
+    return tuple(_RUNNING)
 
 
 def lesson_function(fn: Callable[..., Any] | str) -> LessonFunction:
