@@ -6,13 +6,14 @@ in this project.  A guest kernel (``minikern``) imports this module and nothing
 else from the hypervisor: it receives a vCPU at boot that satisfies
 :class:`GuestVCpu` -- the moral equivalent of the hypercall page.
 
-Errno values are Linux's, which are Python's: ``errno.EINVAL == 22``.
+Errno values are Linux's, as Xen's guests see them (``EINVAL == 22``), written
+out here rather than taken from Python's :mod:`errno`, which follows the
+platform (under Pyodide ``errno.EINVAL`` is 28).
 """
 
 from __future__ import annotations
 
 import enum
-import errno as _errno
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final, NewType, Protocol
@@ -38,23 +39,38 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 # errno.h -- hypercalls return the negative value; HypercallError.errno holds
 # the positive one.
 
-EPERM = _errno.EPERM
-ENOENT = _errno.ENOENT
-ESRCH = _errno.ESRCH
-ENOMEM = _errno.ENOMEM
-EACCES = _errno.EACCES
-EFAULT = _errno.EFAULT
-EBUSY = _errno.EBUSY
-EEXIST = _errno.EEXIST
-EINVAL = _errno.EINVAL
-ERANGE = _errno.ERANGE
-ENOSYS = _errno.ENOSYS
-EOPNOTSUPP = _errno.EOPNOTSUPP
+EPERM = 1
+ENOENT = 2
+ESRCH = 3
+ENOMEM = 12
+EACCES = 13
+EFAULT = 14
+EBUSY = 16
+EEXIST = 17
+EINVAL = 22
+ERANGE = 34
+ENOSYS = 38
+EOPNOTSUPP = 95
+
+_ERRNO_NAMES = {
+    EPERM: "EPERM",
+    ENOENT: "ENOENT",
+    ESRCH: "ESRCH",
+    ENOMEM: "ENOMEM",
+    EACCES: "EACCES",
+    EFAULT: "EFAULT",
+    EBUSY: "EBUSY",
+    EEXIST: "EEXIST",
+    EINVAL: "EINVAL",
+    ERANGE: "ERANGE",
+    ENOSYS: "ENOSYS",
+    EOPNOTSUPP: "EOPNOTSUPP",
+}
 
 
 def errno_name(err: int) -> str:
     """``errno_name(22) == "EINVAL"``; accepts negative values too."""
-    return _errno.errorcode.get(abs(err), f"E{abs(err)}")
+    return _ERRNO_NAMES.get(abs(err), f"E{abs(err)}")
 
 
 # --------------------------------------------------------------------------

@@ -12,13 +12,13 @@ live here (spec section 3).
 
 from __future__ import annotations
 
-import errno as E  # noqa: N812 -- reads like the C names
 from collections.abc import Mapping
 from typing import Final
 
 import attrs
 
 from hypervisor import abi
+from hypervisor import abi as E  # noqa: N812 -- reads like the C names
 
 __all__ = [
     "ARGS_OUT_OF_RANGE",

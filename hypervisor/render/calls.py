@@ -4,10 +4,12 @@ audit's verdict, and SVG export for the docs."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rich import box
+from rich._export_format import CONSOLE_SVG_FORMAT
 from rich.console import Console, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -217,8 +219,14 @@ def explain(exc: HypercallError) -> Panel:
     return Panel(body, title=f"refused: {exc.op or 'hypercall'}", border_style="red")
 
 
+SVG_FORMAT = re.sub(r"@font-face \{\{.*?\}\}\s*", "", CONSOLE_SVG_FORMAT, flags=re.S)
+"""rich's SVG template without its ``@font-face`` rules: rich links a web font
+from a CDN by default; ours uses the reader's monospace font and fetches nothing."""
+
+
 def to_svg(renderable: RenderableType, width: int = 100, title: str = "minikern") -> str:
-    """``renderable`` drawn as an SVG terminal screenshot (for the docs)."""
+    """``renderable`` drawn as an SVG terminal screenshot (for the docs); the
+    SVG refers to nothing outside itself."""
     console = Console(width=width, record=True, file=io.StringIO(), color_system="truecolor")
     console.print(renderable)
-    return console.export_svg(title=title)
+    return console.export_svg(title=title, code_format=SVG_FORMAT)
