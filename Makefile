@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PKGS   := hypervisor minikern $(wildcard lessons)
-LINTED := $(wildcard hypervisor minikern lessons tests benchmarks)
+LINTED := $(wildcard hypervisor minikern lessons tests benchmarks docs conftest.py)
 
-.PHONY: test lint typecheck pytest demo bench clean
+.PHONY: test lint typecheck pytest demo bench docs docs-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -33,5 +33,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# The tutorial site: pictures drawn from the simulator, the Pyodide runtime and
+# the wheels vendored into docs/_build/html/_runtime (downloads cached in .cache/).
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -j 1 docs docs/_build/html
+
+docs-serve: docs
+	$(BIN)/minikern docs serve
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache docs/_build
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache docs/_build .cache
