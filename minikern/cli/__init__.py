@@ -1,6 +1,6 @@
 """The ``minikern`` command: ``minikern demo``, ``minikern trace --out FILE``,
-``minikern replay FILE [--at N]`` and ``minikern lab …`` (the graded course:
-``lessons.lab.cli``).
+``minikern replay FILE [--at N]``, ``minikern lab …`` (the graded course:
+``lessons.lab.cli``) and ``minikern docs serve [--port N]`` (``minikern.cli.docs``).
 
 ``demo`` and ``trace`` run the same workload
 (``minikern.cli.workload.run_workload``), picked by ``--seed``: the same seed
@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from hypervisor import Hypervisor, render, replay
-from minikern.cli import demo, workload
+from minikern.cli import demo, docs, workload
 
 __all__ = ["main", "parser", "replay_file", "write_trace"]
 
@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument(
         "--at", type=int, default=None, metavar="N", help="stop after step N (default: the end)"
     )
+    docs.add_parser(sub)
     return top
 
 
@@ -138,5 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return write_trace(args.seed, args.out)
     if args.command == "replay":
         return replay_file(args.file, args.at)
+    if args.command == "docs":
+        return docs.serve(args.dir, args.port)
     run = demo.show(args.seed)
     return 0 if run.clean() else 1
