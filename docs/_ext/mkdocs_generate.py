@@ -16,6 +16,7 @@ build stays incremental; they are not part of the repository (.gitignore).
 from __future__ import annotations
 
 import inspect
+import re
 import tomllib
 import types
 from collections.abc import Callable, Iterator
@@ -123,7 +124,23 @@ def _errno_list(rule_ids: set[str]) -> str:
 
 
 def _doc(fn: Callable[..., Any]) -> str:
-    return md_escape(inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].replace("\n", " "))
+    """The first paragraph of ``fn``'s docstring as Markdown (rST ````x```` -> ```x```)."""
+    text = inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+    return re.sub(r"``(.+?)``", r"`\1`", text).replace("|", "\\|").replace("<", "&lt;")
+
+
+def _signature(fn: Callable[..., Any]) -> str:
+    """``reqs, foreigndom=DOMID_SELF``: the guest's arguments (after xen and the vCPU)."""
+    from hypervisor import abi
+
+    names = {abi.DOMID_SELF: "DOMID_SELF", abi.UVMF_NONE: "UVMF_NONE"}
+    out = []
+    for p in list(inspect.signature(fn).parameters.values())[2:]:
+        if p.default is inspect.Parameter.empty:
+            out.append(p.name)
+        else:
+            out.append(f"{p.name}={names.get(p.default, repr(p.default))}")
+    return ", ".join(out)
 
 
 def hypercalls_page() -> str:
@@ -142,16 +159,13 @@ def hypercalls_page() -> str:
         "({rule}`hypercall.user-mode`) when issued from user mode, "
         "and with **EFAULT** / **EINVAL** when an argument cannot be read as Xen's C structure "
         "({rule}`args.unreadable`, {rule}`args.out-of-range`).\n",
-        "| number | hypercall | `VCpu` method | arguments |",
-        "|---:|---|---|---|",
+        "| number | hypercall | `VCpu` method |",
+        "|---:|---|---|",
     ]
     for number in sorted(TABLE):
         spec = TABLE[number]
-        params = list(inspect.signature(spec.fn).parameters.values())[2:]
-        args = ", ".join(str(p) for p in params).replace("'", "")
         out.append(
-            f"| {number} | `HYPERVISOR_{spec.name}` | `vcpu.{spec.name}(...)` | "
-            f"`{md_escape(args)}` ({spec.min_args} to {spec.max_args} arguments) |"
+            f"| {number} | `HYPERVISOR_{spec.name}` | `vcpu.{spec.name}({_signature(spec.fn)})` |"
         )
     out.append("")
     for number in sorted(TABLE):
@@ -160,6 +174,13 @@ def hypercalls_page() -> str:
         out.append(f"{_doc(spec.fn)}\n")
         out.append(_errno_list(reachable_rules(spec.fn) - common) or "- no refusals of its own")
         out.append("")
+        if spec.name == "multicall":
+            out.append(
+                "Per entry, in its result slot: **EINVAL** for a nested multicall "
+                "({rule}`multicall.nested`) or a wrong number of arguments "
+                "({rule}`multicall.arity`), **ENOSYS** for an unknown hypercall "
+                "({rule}`hypercall.unknown`), and any errno of the hypercall itself.\n"
+            )
         if spec.name == "mmu_update":
             out.append("Commands, in `ptr & 7`:\n")
             out.extend(f"- `{c.name}` = {int(c)}" for c in abi.MmuCmd)
