@@ -25,7 +25,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict $(PKGS)
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/python -m minikern demo

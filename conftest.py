@@ -2,7 +2,8 @@
 under ``make test`` (Sybil): a block with ``>>>`` prompts is a doctest whose
 shown output must match, any other ``python`` block must run without error.
 The examples of one page share a namespace, as they do in the browser runner,
-and output is compared as the browser runner compares it."""
+and output is compared as the browser runner compares it. Because of that
+namespace, ``make test`` hands whole files to its workers (``--dist loadfile``)."""
 
 from __future__ import annotations
 
