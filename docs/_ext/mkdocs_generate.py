@@ -244,14 +244,44 @@ TRACKS = {"guest": "The guest track", "hypervisor": "The hypervisor track"}
 TRACKS |= {"diagnosis": "Diagnosis"}
 
 
+def _hint_rule(rule_id: str) -> str:
+    """A link to the rule if it is one of Xen's, else the lesson's own id."""
+    from hypervisor.rules import RULES
+
+    return f"{{rule}}`{rule_id}`" if rule_id in RULES else f"`{rule_id}` (a check of the lesson)"
+
+
+def functions_section(names: list[str]) -> str:
+    """The functions the lesson asks for, with a runnable example that shows
+    their signatures (read from ``minikern.steps.REGISTRY``)."""
+    try:
+        from minikern import steps
+
+        registry = steps.REGISTRY
+        records = [registry[n] for n in names]
+    except (ImportError, AttributeError, KeyError):
+        return ""
+    out = ["## The functions you write\n"]
+    lines = [">>> from minikern import steps"]
+    for rec in records:
+        lines.append(f'>>> print(steps.REGISTRY["{rec.name}"].signature)')
+        lines.append(str(rec.signature))
+    for rec in records:
+        doc = re.sub(r"``(.+?)``", r"`\1`", inspect.cleandoc(rec.doc or "").replace("\n", " "))
+        out.append(f"- `{rec.name}`: {doc}")
+    out.append("\n```python\n" + "\n".join(lines) + "\n```\n")
+    return "\n".join(out)
+
+
 def lesson_page(lesson_id: str, meta: dict[str, Any]) -> str:
-    """One lesson: its ``index.md`` included as it is, then its hints."""
+    """One lesson: its ``index.md`` included as it is, its functions, then its hints."""
     index = ROOT / "lessons" / lesson_id / "index.md"
     out = [GENERATED_NOTE]
     if index.exists():
-        out.append(f"```{{include}} ../../lessons/{lesson_id}/index.md\n```\n")
+        out.append(f"```{{include}} ../../lessons/{lesson_id}/index.md\n:relative-images:\n```\n")
     else:
         out.append(f"# {meta.get('title', lesson_id)}\n\n(This lesson has no page yet.)\n")
+    out.append(functions_section(list(meta.get("functions") or [])))
     hints = meta.get("hints") or {}
     if hints:
         out.append("## Hints\n")
@@ -260,7 +290,7 @@ def lesson_page(lesson_id: str, meta: dict[str, Any]) -> str:
             for n, text in enumerate(texts, 1):
                 out.append(
                     f":::{{dropdown}} Hint {n} for `{rule_id}`\n:class-container: mk-hint\n\n"
-                    f"{text}\n\nThe rule: {{rule}}`{rule_id}`\n:::\n"
+                    f"{text}\n\nThe rule: {_hint_rule(rule_id)}\n:::\n"
                 )
     out.append(
         f"\n*Check your work:* `minikern lab check {lesson_id}` · "
