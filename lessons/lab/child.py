@@ -99,8 +99,10 @@ def load_submission(path: str, functions: list[str]) -> dict[str, Callable[..., 
     out: dict[str, Callable[..., Any]] = {}
     for name in functions:
         fn = getattr(module, seam.bare_name(name), None)
-        if not inspect.isfunction(fn):
-            raise AttributeError(f"{seam.bare_name(name)} is not a function in the submission")
+        if not inspect.isfunction(fn) or fn.__module__ != "lab_submission":
+            raise AttributeError(
+                f"{seam.bare_name(name)} is not a function written in the submission"
+            )
         out[name] = fn
     return out
 

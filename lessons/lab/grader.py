@@ -299,6 +299,7 @@ def _evaluate(
     if KEEP is not None:
         KEEP.append((run, m))
     rule0, why0 = refusal_text(m)
+    div: str | None = None
     out = []
     for t in run.tests:
         start = time.monotonic()
@@ -319,7 +320,8 @@ def _evaluate(
             rule = rule or rule0
             if why0:
                 lines.append(why0)
-            div = first_divergence(run, m)
+            if div is None:
+                div = first_divergence(run, m)
             if div:
                 lines.append(f"first divergence from the reference run: {div}")
             pointer = _hint_pointer(lesson, rule)

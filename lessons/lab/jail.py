@@ -98,6 +98,9 @@ def _build_root(cfg: dict[str, Any]) -> None:
     new = str(cfg["scratch"])
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=755")
+    for rw in ("/work", "/tmp"):  # first: the binds below may lie inside them
+        os.makedirs(new + rw, exist_ok=True)
+        _mount("tmpfs", new + rw, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
     for src in cfg["binds"]:
         if os.path.exists(src):
             _bind(src, new + src)
@@ -107,9 +110,6 @@ def _build_root(cfg: dict[str, Any]) -> None:
     _bind(str(cfg["tree"]), new + "/lab")
     if cfg.get("submission"):
         _bind(str(cfg["submission"]), new + "/submission")
-    for rw in ("/work", "/tmp"):
-        os.makedirs(new + rw, exist_ok=True)
-        _mount("tmpfs", new + rw, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
     os.chroot(new)
     os.chdir("/work")
 

@@ -12,6 +12,7 @@ every process the child left behind is killed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import selectors
@@ -58,17 +59,87 @@ class ChildRun:
     seconds: float
 
 
+def _base() -> tuple[str, str]:
+    """The real interpreter under any venv and its prefix."""
+    exe = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    return exe, os.path.realpath(sys.base_prefix)
+
+
+def _world_readable(path: str) -> bool:
+    """Can any user reach and read ``path`` (every directory above it searchable)?"""
+    parts = Path(path).parts
+    for i in range(1, len(parts) + 1):
+        here = os.path.join(*parts[:i])
+        try:
+            if not os.stat(here).st_mode & 0o005:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+SKIP_STDLIB = (
+    "site-packages",
+    "dist-packages",
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "lib2to3",
+)
+
+
+def _portable(exe: str, prefix: str) -> tuple[str, str]:
+    """A copy of the interpreter (binary, libpython, standard library) that any user can
+    run, made once in the cache, for when the real one sits under a private home."""
+    from lessons.lab.source import cache_dir
+
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    key = hashlib.sha256(f"{exe}|{prefix}|{sys.version}".encode()).hexdigest()[:16]
+    dest = cache_dir() / f"{version}-{key}"
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    if not (dest / "bin" / version).exists():
+        tmp = Path(tempfile.mkdtemp(prefix=".python-", dir=cache_dir()))
+        (tmp / "bin").mkdir()
+        shutil.copy2(exe, tmp / "bin" / version)
+        (tmp / "lib").mkdir()
+        for lib in Path(prefix, "lib").glob("libpython*.so*"):
+            shutil.copy2(lib, tmp / "lib" / lib.name)
+        shutil.copytree(
+            Path(prefix, "lib", version),
+            tmp / "lib" / version,
+            symlinks=True,
+            ignore=shutil.ignore_patterns(*SKIP_STDLIB),
+        )
+        for path in [tmp, *tmp.rglob("*")]:
+            if not path.is_symlink():
+                os.chmod(path, 0o755 if path.is_dir() or path.parent.name == "bin" else 0o644)
+        try:
+            tmp.rename(dest)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(dest / "bin" / version), str(dest)
+
+
 def interpreter() -> str:
-    """A real interpreter the child can run (the base one under a venv, never the venv's
-    launcher: the child gets no site-packages at all)."""
-    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    """A real interpreter the child can run: the base one under a venv (never the venv's
+    launcher: the child gets no site-packages at all), or, when the grader is root and
+    that one is private (a mode-700 home), a copy any user can run."""
+    return _child_python()[0]
+
+
+def _child_python() -> tuple[str, str]:
+    exe, prefix = _base()
+    if os.getuid() == 0 and not (_world_readable(exe) and _world_readable(prefix)):
+        return _portable(exe, prefix)
+    return exe, prefix
 
 
 def _binds() -> tuple[list[str], list[str]]:
     """Directories the jail shows read-only (interpreter, libraries) and the
     package directories inside them it covers up."""
-    exe = interpreter()
-    prefix = os.path.realpath(sys.base_prefix)
+    exe, prefix = _child_python()
     binds = [prefix, os.path.dirname(exe)]
     binds += ["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache"]
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -148,6 +219,9 @@ def run_child(
     }
     argv = [interpreter(), "-I", "-S", "-B", str(tree / "lessons" / "lab" / "jail.py")]
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    exe, prefix = _child_python()
+    if not exe.startswith(os.path.realpath(sys.base_prefix)):
+        env["LD_LIBRARY_PATH"] = os.path.join(prefix, "lib")
     start = time.monotonic()
     proc = subprocess.Popen(
         [*argv, json.dumps(cfg)],

@@ -91,6 +91,8 @@ def check_file(lesson: Lesson, folder: Path) -> str:
         found = top.get(bare)
         if found is None:
             raise SubmissionError(f"{name} does not define {bare} (lesson function {fn})")
+        if isinstance(found, ast.Import | ast.ImportFrom):
+            raise SubmissionError(f"{name} imports {bare}: write it yourself (def {bare}(...))")
         if isinstance(found, ast.AsyncFunctionDef | ast.ClassDef):
             raise SubmissionError(f"{bare} in {name} must be a plain function (def)")
         if isinstance(found, ast.FunctionDef):
