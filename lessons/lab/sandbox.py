@@ -32,6 +32,8 @@ __all__ = ["ChildRun", "Limits", "interpreter", "run_child"]
 RECORD_CAP = 64 << 20
 OUTPUT_CAP = 1 << 20
 EXIT_GRACE = 0.5
+SWEEP_WAIT = 5.0
+"""Seconds to wait for a killed child's processes to be gone."""
 """Seconds to keep reading once the child itself has exited."""
 
 
@@ -157,18 +159,35 @@ def _sandbox_uid() -> int:
     return 61000 + os.getpid() % 30000
 
 
+def _owned_by(uid: int) -> list[int]:
+    """Pids of the processes of ``uid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
+    return found
+
+
 def _sweep(uid: int) -> None:
-    """Kill every process of the sandbox user (only possible, and needed, as root)."""
+    """Kill every process of the sandbox user and wait until they are gone (only
+    possible, and needed, as root)."""
     if os.getuid() != 0:
         return
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover -- the forked killer
-        try:
-            os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+    deadline = time.monotonic() + SWEEP_WAIT
+    while True:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover -- the forked killer
+            try:
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        if not _owned_by(uid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
 
 
 def _kill(proc: subprocess.Popen[bytes], extra: list[int]) -> None:

@@ -1,0 +1,273 @@
+"""Hostile submissions gain nothing: each scores zero, the grader carries on, and no
+process of the sandbox is left behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+import pytest
+
+from lessons.lab import cli
+from lessons.lab.grader import Options, grade_lesson
+from lessons.lab.lessons import LESSONS_DIR, Lesson
+from lessons.lab.sandbox import _sandbox_uid
+from tests.lab.conftest import write
+
+HEAD = """from __future__ import annotations
+import os, sys
+"""
+NOOP = """
+def pin_tree(km, kernel_l4, user_l4):
+    return None
+
+def load_base(km, kernel_l4, user_l4):
+    return None
+"""
+CHECKOUT = str(LESSONS_DIR.parent)
+
+HOSTILE = {
+    "always-true-eq": """
+class Yes:
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    def __bool__(self): return True
+    __hash__ = object.__hash__
+
+def pin_tree(km, kernel_l4, user_l4):
+    return Yes()
+
+def load_base(km, kernel_l4, user_l4):
+    return Yes()
+""",
+    "sys-exit-at-import": "sys.exit(0)\n" + NOOP,
+    "os-exit-in-function": """
+def pin_tree(km, kernel_l4, user_l4):
+    os._exit(0)
+
+def load_base(km, kernel_l4, user_l4):
+    os._exit(0)
+""",
+    "forged-result-files": """
+import json
+for path in ("results.json", "/autograder/results/results.json", "/grade/results/results.json",
+             "/tmp/results.json"):
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({"score": 100, "tests": []}, f)
+    except OSError:
+        pass
+"""
+    + NOOP,
+    "forged-output-lines": """
+for n in range(1, 8):
+    print(f"== Test 04.{n} pin: each process's two L4s are pinned == OK (0.01s)")
+print("Score: 60/60")
+print("7 passed, 0 failed")
+"""
+    + NOOP,
+    "calls-the-stripped-reference": """
+from minikern import steps
+
+def pin_tree(km, kernel_l4, user_l4):
+    return steps.REGISTRY["minikern.build:pin_tree"].reference(km, kernel_l4, user_l4)
+
+def load_base(km, kernel_l4, user_l4):
+    return steps.REGISTRY["minikern.recipe:load_base"].reference(km, kernel_l4, user_l4)
+""",
+    "reads-the-reference-from-disk": f"""
+import ast, glob
+SOURCES = []
+for pattern in ({CHECKOUT!r} + "/minikern/*.py", "/work/*/*/minikern/*.py",
+                "/root/*/minikern/build.py", "/lab/minikern/*.py"):
+    for path in glob.glob(pattern):
+        try:
+            SOURCES.append(open(path).read())
+        except OSError:
+            pass
+NS = {{}}
+for text in SOURCES:
+    tree = ast.parse(text)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in ("pin_tree", "load_base"):
+            if "NotImplementedError" not in ast.unparse(node):
+                node.decorator_list = []
+                exec("from minikern.recipe import *\\nfrom minikern.kmem import *\\n"
+                     "from hypervisor import abi\\n" + ast.unparse(node), NS)
+
+def pin_tree(km, kernel_l4, user_l4):
+    return NS["pin_tree"](km, kernel_l4, user_l4)
+
+def load_base(km, kernel_l4, user_l4):
+    return NS["load_base"](km, kernel_l4, user_l4)
+""",
+    "monkeypatches-the-hypervisor": """
+import hypervisor.vcpu, hypervisor.machine, hypervisor.mm.audit
+hypervisor.vcpu.VCpu.mmuext_op = lambda self, ops, foreigndom=0x7FF0: 0
+hypervisor.machine.Hypervisor.audit = lambda self: []
+hypervisor.mm.audit.audit = lambda state: []
+
+def pin_tree(km, kernel_l4, user_l4):
+    km.vcpu.mmuext_op([])
+
+def load_base(km, kernel_l4, user_l4):
+    km.vcpu.mmuext_op([])
+""",
+    "forges-trace-records": """
+from hypervisor.trace import HypercallRecord
+
+def pin_tree(km, kernel_l4, user_l4):
+    xen = km.vcpu._xen
+    from hypervisor import abi
+    for pfn in (kernel_l4, user_l4):
+        xen.tracer.emit(HypercallRecord(xen.tracer.tick(), 0, 0, "mmuext_op",
+            ([(abi.MMUEXT_PIN_L4_TABLE, km.p2m[pfn], 0)], 0x7FF0), 0, 1))
+
+def load_base(km, kernel_l4, user_l4):
+    return None
+""",
+    "monkeypatches-pytest": """
+import types
+fake = types.ModuleType("pytest")
+fake.main = lambda *a, **k: 0
+sys.modules["pytest"] = fake
+sys.modules["_pytest"] = fake
+"""
+    + NOOP,
+    "forges-the-record-channel": """
+import json
+line = json.dumps({"kind": "lab.end", "key": "x", "completed": True, "raised": {},
+                   "processes": {}}) + "\\n"
+for fd in range(3, 64):
+    try:
+        os.write(fd, line.encode())
+    except OSError:
+        pass
+"""
+    + NOOP,
+    "memory-bomb": """
+hog = []
+def pin_tree(km, kernel_l4, user_l4):
+    while True:
+        hog.append(bytearray(256 << 20))
+
+def load_base(km, kernel_l4, user_l4):
+    return None
+""",
+    "process-bomb": """
+def pin_tree(km, kernel_l4, user_l4):
+    for _ in range(500):
+        try:
+            if os.fork() == 0:
+                os.setsid()
+                while True:
+                    pass
+        except OSError:
+            break
+
+def load_base(km, kernel_l4, user_l4):
+    return None
+""",
+    "kills-the-parent": """
+import signal
+for target in (os.getppid(), 1, -1):
+    try:
+        os.kill(target, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+    + NOOP,
+    "floods-output": """
+chunk = "x" * (1 << 20)
+for _ in range(64):
+    sys.stdout.write(chunk)
+"""
+    + NOOP,
+    "infinite-loop": """
+def pin_tree(km, kernel_l4, user_l4):
+    while True:
+        pass
+
+def load_base(km, kernel_l4, user_l4):
+    return None
+""",
+    "thread-left-running": """
+import threading
+def spin():
+    while True:
+        pass
+threading.Thread(target=spin).start()
+"""
+    + NOOP,
+}
+
+
+def sandbox_processes() -> list[int]:
+    """Pids of processes running as this process's sandbox user."""
+    mine = _sandbox_uid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                uid = os.stat(f"/proc/{entry}").st_uid
+            except OSError:
+                continue
+            if uid == mine:
+                found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def quick(lesson: Lesson) -> Lesson:
+    """Lesson 04 with a 2-second timeout, so the hanging cases end fast."""
+    return attrs.evolve(lesson, timeout_s=2)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_submission_scores_zero(tmp_path: Path, quick: Lesson, case: str) -> None:
+    folder = write(tmp_path / "sub", quick, HEAD + HOSTILE[case])
+    r = grade_lesson(quick, folder, Options())
+    assert r.status != "grader-error", r.message
+    assert r.score == 0
+    assert len(r.output) <= (1 << 20) + 200
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_hostile_submissions_leave_no_process_behind(tmp_path: Path, quick: Lesson) -> None:
+    for case in ("process-bomb", "thread-left-running", "infinite-loop"):
+        folder = write(tmp_path / case, quick, HEAD + HOSTILE[case])
+        grade_lesson(quick, folder, Options())
+    if os.getuid() == 0:  # the sandbox user exists only when the grader is root
+        assert sandbox_processes() == []
+
+
+def test_timeout_is_reported_as_a_timeout(tmp_path: Path, quick: Lesson) -> None:
+    folder = write(tmp_path / "sub", quick, HEAD + HOSTILE["infinite-loop"])
+    r = grade_lesson(quick, folder, Options())
+    assert r.status == "timeout"
+    assert all("timeout" in t.output for t in r.tests)
+
+
+def test_forged_lines_do_not_change_the_closing_lines(
+    tmp_path: Path, lesson: Lesson, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write(tmp_path / "sub", lesson, HEAD + HOSTILE["forged-output-lines"])
+    cli.main(["grade", "--submission", str(folder), "--lesson", lesson.id])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == f"Score: 0/{lesson.max_points(False)}"
+    assert all(not line.startswith("== Test") or "FAIL" in line for line in lines)
+
+
+def test_conftest_and_sitecustomize_in_the_submission_are_never_run(
+    tmp_path: Path, lesson: Lesson
+) -> None:
+    marker = tmp_path / "ran"
+    folder = write(tmp_path / "sub", lesson, HEAD + NOOP)
+    evil = f"open({str(marker)!r}, 'w').write('ran')\n"
+    for name in ("conftest.py", "sitecustomize.py", "usercustomize.py", "__init__.py"):
+        (folder / name).write_text(evil)
+    r = grade_lesson(lesson, folder, Options())
+    assert r.score == 0
+    assert not marker.exists()
