@@ -71,7 +71,7 @@ def test_gradescope_results_follow_the_contract(
 ) -> None:
     folder = write(tmp_path / "work", lesson, reference_text)
     out = tmp_path / "results.json"
-    args = ["grade", "--submission", str(folder), "--hidden", "--seed", "5"]
+    args = ["grade", "--submission", str(folder), "--lesson", lesson.id, "--hidden", "--seed", "5"]
     assert cli.main([*args, "--results", str(out), "--format", "gradescope"]) == 0
     data = json.loads(out.read_text())
     assert data["score"] == sum(t["score"] for t in data["tests"])
