@@ -59,14 +59,15 @@ top-down; ``mm`` a :class:`minikern.pgtable.AddressSpace`.
   - ``minikern.pgtable:store_pte(km, l1: Pfn, slot: int, pte: int) -> None`` -- now:
     a plain store into a live L1 (Xen traps and emulates it).
 07_grow_live_tree
-  - ``minikern.pgtable:add_table(km, level: int, parents: Sequence[tuple[Pfn, int]]) -> Pfn``
-    -- a new table in a live tree: allocate, zero, read-only, pin (L1), link into
-    each ``(parent, slot)``.
+  - ``minikern.pgtable:add_table(km, pfn: Pfn, level: int, parents: Sequence[tuple[Pfn, int]])
+    -> None`` -- queue: the newly allocated ``pfn`` becomes a table of a live tree:
+    zero, read-only, pin (L1), link into each ``(parent, slot)``.
   - ``minikern.recipe:zero_frame(km, pfn: Pfn) -> None``,
     ``minikern.recipe:link_table(km, parent: Pfn, slot: int, child: Pfn) -> None``.
 08_fork_cow
-  - ``minikern.fork:wrprotect_parent(km, leaves: Sequence[tuple[Pfn, int, int]]) -> None``
-    -- queue: each ``(l1, slot, pte)`` rewritten without RW, Accessed/Dirty kept.
+  - ``minikern.fork:wrprotect_parent(km, mm) -> None`` -- queue: every writable
+    leaf of ``mm`` rewritten without RW (``MMU_PT_UPDATE_PRESERVE_AD``: Accessed/Dirty
+    kept), through ``mm.set_leaf``.
   - ``minikern.fork:fork_mm(km, parent: mm, strategy: str, style: str) -> mm``
     -- the whole fork: write-protect, share, build and pin the child, flush.
 09_cow_fault

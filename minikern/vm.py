@@ -3,8 +3,9 @@
 VMAs are ranges (``mm.vmas``, a :class:`~minikern.vma.VmaMap`), and the work
 of ``mmap``/``munmap``/``mprotect`` is proportional to the pages actually
 present (``mm.ptes``), never to the length asked: mapping 128 TiB is one range.
-Anonymous memory is demand-zero: mmap records the VMA, and the first touch faults a zeroed frame
-in (``populate=True`` maps every page at once, Linux's ``MAP_POPULATE``). All
+Anonymous memory is demand-zero: mmap records the VMA, and the first touch
+faults a zeroed frame in (``populate=True`` maps every page at once, Linux's
+``MAP_POPULATE``). All
 leaf changes are batched ``mmu_update`` requests (PRESERVE_AD for mprotect, so
 Accessed/Dirty bits the hardware set meanwhile survive), followed by the TLB
 flush they need: INVLPG per page up to :data:`FLUSH_CEILING` pages, one full

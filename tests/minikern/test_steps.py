@@ -258,3 +258,33 @@ def test_a_store_into_an_l2_is_a_kernel_panic_naming_store_pte() -> None:
         k.fork(p)
     assert info.value.step == "minikern.pgtable:store_pte"
     assert "write at 0x" in str(info.value)
+
+
+def _documented_parameters(doc: str, name: str) -> list[str]:
+    """The parameter names the docstring gives ``name``: ``name(a, b: T, ...)``."""
+    text = doc[doc.index(f"``{name}(") + len(name) + 3 :]
+    depth, params, current = 0, [], ""
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            if depth == 0:
+                break
+            depth -= 1
+        if ch == "," and depth == 0:
+            params.append(current)
+            current = ""
+        else:
+            current += ch
+    params.append(current)
+    return [p.split(":")[0].strip() for p in params if p.strip()]
+
+
+def test_the_docstring_gives_each_function_its_real_parameters() -> None:
+    doc = steps.__doc__ or ""
+    wrong = {
+        name: (_documented_parameters(doc, name), list(rec.signature.parameters))
+        for name, rec in steps.REGISTRY.items()
+        if _documented_parameters(doc, name) != list(rec.signature.parameters)
+    }
+    assert wrong == {}
