@@ -93,11 +93,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
 import attrs
+
+from minikern.errors import KernelPanic
 
 __all__ = [
     "REGISTRY",
@@ -196,7 +199,7 @@ def override(fn: Callable[Params, R], impl: Callable[Params, R]) -> Iterator[Cal
     rec = lesson_function(fn)
     _check_callable(rec, impl)
     old = rec.impl
-    rec.impl = impl
+    rec.impl = _checked(rec, impl)
     try:
         yield cast(Callable[Params, R], old)
     finally:
@@ -211,7 +214,7 @@ def install(name: str, impl: Callable[..., Any]) -> None:
         raise TypeError(f"name must be a 'module:function' str, not {type(name).__name__}")
     rec = lesson_function(name)
     _check_callable(rec, impl)
-    rec.impl = impl
+    rec.impl = _checked(rec, impl)
 
 
 def reset() -> None:
@@ -236,3 +239,39 @@ def _check_callable(rec: LessonFunction, impl: object) -> None:
             f"{rec.name}: the implementation must take {n} arguments {rec.signature}, "
             f"but {sig} cannot: {exc}"
         ) from None
+
+
+def _return_class(rec: LessonFunction) -> type | None:
+    """The class the reference's return annotation names at run time (``Mfn``
+    -> int, ``list[...]`` -> list); None when it returns None or cannot be told."""
+    try:
+        hint: Any = typing.get_type_hints(rec.reference).get("return")
+    except Exception:  # an annotation that cannot be evaluated: leave it unchecked
+        return None
+    while hasattr(hint, "__supertype__"):
+        hint = hint.__supertype__
+    origin = typing.get_origin(hint) or hint
+    if not isinstance(origin, type) or origin is type(None):
+        return None
+    return origin
+
+
+def _checked(rec: LessonFunction, impl: Callable[..., Any]) -> Callable[..., Any]:
+    """``impl``, with what it returns checked against the reference's return
+    type: a wrong one is a :class:`KernelPanic` naming the lesson function."""
+    kind = _return_class(rec)
+    if kind is None:
+        return impl
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        result = impl(*args, **kwargs)
+        if not isinstance(result, kind) or (kind is int and type(result) is bool):
+            raise KernelPanic(
+                f"panic: {rec.name} returned {result!r:.80} ({type(result).__name__}), "
+                f"not {kind.__name__}",
+                step=rec.name,
+            )
+        return result
+
+    checked.__wrapped__ = impl  # type: ignore[attr-defined]
+    return checked

@@ -288,3 +288,27 @@ def test_the_docstring_gives_each_function_its_real_parameters() -> None:
         if _documented_parameters(doc, name) != list(rec.signature.parameters)
     }
     assert wrong == {}
+
+
+def test_an_installed_function_returning_the_wrong_type_is_a_panic_naming_it() -> None:
+    k = Kernel.boot(nr_pages=256)
+    steps.install("minikern.kmem:pfn_to_mfn", lambda km, pfn: str(pfn))
+    with pytest.raises(
+        KernelPanic, match=r"minikern\.kmem:pfn_to_mfn returned '\d+' \(str\), not int"
+    ):
+        k.spawn()
+
+
+def test_a_bool_is_not_an_mfn() -> None:
+    k = Kernel.boot(nr_pages=256)
+    with steps.override(kmem.pfn_to_mfn, lambda km, pfn: True), pytest.raises(KernelPanic):  # type: ignore[arg-type,return-value]
+        k.spawn()
+
+
+def test_an_installed_fork_mm_must_return_an_address_space() -> None:
+    k = Kernel.boot(nr_pages=256)
+    p = k.spawn()
+    steps.install("minikern.fork:fork_mm", lambda km, parent, strategy, style: None)
+    with pytest.raises(KernelPanic, match=r"fork_mm returned None .*not AddressSpace") as info:
+        k.fork(p)
+    assert info.value.step == "minikern.fork:fork_mm"
