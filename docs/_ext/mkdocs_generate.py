@@ -91,12 +91,23 @@ def _code_objects(fn: Callable[..., Any]) -> Iterator[types.CodeType]:
 
 
 def reachable_rules(fn: Callable[..., Any], depth: int = 6) -> set[str]:
-    """Rule ids named in ``fn`` or in the hypervisor functions it calls (by
-    global name), ``depth`` calls deep: the refusals it can end in."""
-    from hypervisor.rules import RULES
+    """Rule ids named in ``fn`` or in the hypervisor functions it calls,
+    ``depth`` calls deep: the refusals it can end in. A rule is named by its
+    id string or by its constant in :mod:`hypervisor.rules` (``rules.TYPE_MISMATCH``)."""
+    from hypervisor import rules as rules_module
+    from hypervisor.rules import RULES, Rule
 
     seen: set[Any] = set()
     found: set[str] = set()
+
+    def named(f: Callable[..., Any], name: str) -> list[Any]:
+        """What ``name`` in ``f``'s code may refer to: a global, or an attribute
+        of a hypervisor module ``f`` imported (``rules.X``, ``refs.get_page``)."""
+        out = [f.__globals__.get(name), getattr(rules_module, name, None)]
+        for g in list(f.__globals__.values()):
+            if isinstance(g, types.ModuleType) and g.__name__.startswith("hypervisor"):
+                out.append(getattr(g, name, None))
+        return out
 
     def visit(f: Callable[..., Any], d: int) -> None:
         if f in seen or d < 0 or not hasattr(f, "__code__"):
@@ -105,9 +116,15 @@ def reachable_rules(fn: Callable[..., Any], depth: int = 6) -> set[str]:
         for code in _code_objects(f):
             found.update(c for c in code.co_consts if isinstance(c, str) and c in RULES)
             for name in code.co_names:
-                g = f.__globals__.get(name)
-                if callable(g) and getattr(g, "__module__", "").startswith("hypervisor."):
-                    visit(g, d - 1)
+                for g in named(f, name):
+                    if isinstance(g, Rule):
+                        found.add(g.id)
+                    elif isinstance(g, dict):  # a dispatch table of handlers
+                        for h in list(g.values()):
+                            if callable(h) and getattr(h, "__module__", "").startswith("hyperv"):
+                                visit(h, d - 1)
+                    elif callable(g) and getattr(g, "__module__", "").startswith("hypervisor."):
+                        visit(g, d - 1)
 
     visit(fn, depth)
     return found
@@ -154,8 +171,9 @@ def hypercalls_page() -> str:
         GENERATED_NOTE,
         "# Hypercalls and commands\n",
         "Generated from the hypercall table (`hypervisor/hypercalls/dispatch.py`) and the "
-        "`mmuext_op` command table. The errnos listed are the rules reachable from each "
-        "handler's code; every hypercall can also fail with **EPERM** "
+        "`mmuext_op` command table. The errnos listed are those of the rules reachable from "
+        "each handler's code (an upper bound: validation, for one, is shared by every level); "
+        "every hypercall can also fail with **EPERM** "
         "({rule}`hypercall.user-mode`) when issued from user mode, "
         "and with **EFAULT** / **EINVAL** when an argument cannot be read as Xen's C structure "
         "({rule}`args.unreadable`, {rule}`args.out-of-range`).\n",

@@ -48,6 +48,13 @@ def test_a_script_block_shows_what_it_prints() -> None:
     assert run_example("print('hi')\n", {}) == "hi\n"
 
 
+def test_a_script_block_that_raises_does_not_match_the_page() -> None:
+    source = "print('hi')\nraise ValueError('no')\n"
+    got = run_example(source, {})
+    assert got.endswith("ValueError: no\n")
+    assert not matches_page(source, got)
+
+
 def test_docs_server_serves_wasm_as_webassembly_on_loopback(tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("<p>hi</p>")
     (tmp_path / "x.wasm").write_bytes(b"\0asm")
