@@ -11,6 +11,10 @@
   let namespace = null; // this page's Python namespace
   const blocks = [];
 
+  function mark(name) {
+    window.mkRunner.phases.push([name, Math.round(performance.now())]);
+  }
+
   function progress(block, text, done, total) {
     block.status.textContent = text;
     if (total) {
@@ -44,9 +48,11 @@
     progress(block, "Starting Python in your browser: loading Pyodide " +
       manifest.pyodide_version + "…", step, total);
     await loadScript(new URL(manifest.pyodide, runtimeURL).href);
+    mark("script");
     const pyodide = await globalThis.loadPyodide({
       indexURL: new URL("pyodide/", runtimeURL).href,
     });
+    mark("pyodide");
     progress(block, "Python is up; installing the packages…", ++step, total);
     for (const wheel of manifest.wheels) {
       const name = wheel.split("/").pop();
@@ -57,9 +63,11 @@
     pyodide.FS.mkdirTree("/home/pyodide/mkdocs");
     pyodide.FS.writeFile("/home/pyodide/mkdocs/mk_runner.py", runner);
     pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide/mkdocs')");
+    mark("wheels");
     progress(block, "Importing hypervisor and minikern…", ++step, total);
     const mod = pyodide.pyimport("mk_runner");
     pyodide.runPython("import hypervisor, minikern");
+    mark("import");
     namespace = pyodide.globals.get("dict")();
     namespace.set("__name__", "__main__");
     progress(block, "Ready.", ++step, total);
@@ -144,7 +152,7 @@
     });
   }
 
-  window.mkRunner = { blocks, startupMs: null, firstRunMs: null, clickedAt: null };
+  window.mkRunner = { blocks, startupMs: null, firstRunMs: null, clickedAt: null, phases: [] };
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", decorate);
   } else {
