@@ -81,17 +81,16 @@ class TrappedWriteRecord:
 class StoreRecord:
     """A guest write to memory, made before the access (recorded while
     ``Tracer.record_stores``, the default), so that a run which fills tables
-    with plain stores can be replayed. The bytes are ``data`` (hex) followed
-    by the byte ``pad`` up to ``length`` bytes: see :meth:`payload`."""
+    with plain stores can be replayed. ``data`` is the bytes written (a page
+    of one repeated byte is shared, not copied); the JSON export writes them
+    as ``data`` (hex, without the trailing run of one byte value), ``pad``
+    (that value) and ``length``, so a zeroed page costs a few bytes."""
 
     clock: int
     domid: int
     vcpu: int
     va: int
-    data: str
-    """The bytes written, in hex, without the trailing run of ``pad`` bytes."""
-    length: int
-    pad: int
+    data: bytes
     user: bool
     op: str = "write"
     """``"store"`` (one access of 1-8 bytes) or ``"write"`` (a byte run)."""
@@ -101,16 +100,56 @@ class StoreRecord:
     def of(
         cls, clock: int, domid: int, vcpu: int, va: int, data: bytes, user: bool, op: str
     ) -> StoreRecord:
-        """The record of writing ``data``: its trailing run of one byte value
-        is kept as ``pad`` and ``length`` (a zeroed page costs nothing)."""
-        pad = data[-1] if data else 0
-        body = data.rstrip(bytes((pad,)))
-        return cls(clock, domid, vcpu, va, body.hex(), len(data), pad, user, op)
+        """The record of writing ``data`` (a full page of one byte value is
+        replaced by a shared copy, so zeroing pages keeps no memory)."""
+        if len(data) == PAGE_BYTES and data[0] == data[-1]:
+            same = _UNIFORM_PAGES[data[0]]
+            if data == same:
+                data = same
+        return cls(clock, domid, vcpu, va, data, user, op)
 
     def payload(self) -> bytes:
         """The bytes that were written."""
-        body = bytes.fromhex(self.data)
-        return body + bytes((self.pad,)) * (self.length - len(body))
+        return self.data
+
+
+PAGE_BYTES = 4096
+_UNIFORM_PAGES = [bytes((b,)) * PAGE_BYTES for b in range(256)]
+MAX_ACCESS = 1 << 24
+"""The longest store or load a parsed trace may ask for (16 MiB)."""
+
+
+def _store_json(rec: StoreRecord) -> dict[str, Any]:
+    """The JSON object of a store: trailing run of one byte kept as pad/length."""
+    data = rec.data
+    pad = data[-1] if data else 0
+    end = len(data)
+    if pad == 0:
+        end = (int.from_bytes(data, "little").bit_length() + 7) // 8
+    elif data == bytes((pad,)) * end:
+        end = 0
+    else:
+        while end and data[end - 1] == pad:
+            end -= 1
+    out = _fields(rec)
+    out.update(data=data[:end].hex(), length=len(data), pad=pad)
+    return out
+
+
+def _store_record(data: dict[str, Any], line: int) -> StoreRecord:
+    """A store back from its JSON object (see :func:`_store_json`)."""
+    body, length, pad = data.pop("data", None), data.pop("length", None), data.pop("pad", 0)
+    if not isinstance(body, str) or type(length) is not int or type(pad) is not int:
+        raise TraceFormatError(line, "a store needs 'data' (hex), 'length' and 'pad' (ints)")
+    try:
+        raw = bytes.fromhex(body)
+    except ValueError:
+        raise TraceFormatError(line, "a store's 'data' must be hex") from None
+    if not 0 <= pad <= 255 or not len(raw) <= length <= MAX_ACCESS:
+        raise TraceFormatError(line, f"a store of {length} bytes with pad {pad} is impossible")
+    data["data"] = b""
+    rec: StoreRecord = _checked(StoreRecord, data, line, "a 'store' record")
+    return attrs.evolve(rec, data=raw + bytes((pad,)) * (length - len(raw)))
 
 
 @attrs.frozen
@@ -272,7 +311,7 @@ class Tracer:
         record (request records become lists of their fields, so
         :func:`from_jsonl` gives replayable args)."""
         lines = [json.dumps(header_json(self.header()))]
-        lines.extend(json.dumps(_jsonable(_fields(r))) for r in self.records)
+        lines.extend(json.dumps(_record_json(r)) for r in self.records)
         return "\n".join(lines) + "\n"
 
 
@@ -284,6 +323,12 @@ _KINDS: dict[str, type[Any]] = {
     "store": StoreRecord,
     "load": LoadRecord,
 }
+
+
+def _record_json(record: Record) -> dict[str, Any]:
+    if isinstance(record, StoreRecord):
+        return _store_json(record)
+    return {k: _jsonable(v) for k, v in _fields(record).items()}
 
 
 def _fields(record: Any) -> dict[str, Any]:
@@ -298,6 +343,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "str": (str,),
     "bool": (bool,),
+    "bytes": (bytes,),
     "int | None": (int, type(None)),
     "tuple[Any, ...]": (tuple,),
 }
@@ -363,9 +409,15 @@ def parse_jsonl(text: str) -> tuple[TraceHeader | None, list[Record]]:
         cls = _KINDS.get(data["kind"])
         if cls is None:
             raise TraceFormatError(n, f"unknown record kind {data['kind']!r}")
+        if cls is StoreRecord:
+            out.append(_store_record(data, n))
+            continue
         if cls is HypercallRecord and isinstance(data.get("args"), list):
             data["args"] = _tupled(data["args"])
-        out.append(_checked(cls, data, n, f"a {data['kind']!r} record"))
+        rec = _checked(cls, data, n, f"a {data['kind']!r} record")
+        if isinstance(rec, LoadRecord) and not 0 <= rec.length <= MAX_ACCESS:
+            raise TraceFormatError(n, f"a load of {rec.length} bytes is impossible")
+        out.append(rec)
     return header, out
 
 

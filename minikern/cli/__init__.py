@@ -111,7 +111,8 @@ def _step_text(step: replay.Step, xen: Hypervisor) -> str:
         outcome = "ok" if step.result == 0 else f"{step.result} ({step.rule})"
         return f"{who} {step.op}({render.decode_args(step, xen)}) -> {outcome}"
     mode = "user" if step.user else "kernel"
-    return f"{who} {step.kind} of {step.length} bytes at {step.va:#x} ({mode} mode)"
+    size = len(step.data) if isinstance(step, replay.StoreRecord) else step.length
+    return f"{who} {step.kind} of {size} bytes at {step.va:#x} ({mode} mode)"
 
 
 def _draw(xen: Hypervisor, out: Console) -> None:

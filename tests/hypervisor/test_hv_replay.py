@@ -105,15 +105,41 @@ def test_a_domain_created_mid_trace_is_created_at_that_point_of_the_replay() -> 
     assert len(replay.run(trace).xen.domains) == 2
 
 
-def test_a_zero_page_store_is_recorded_in_a_few_bytes() -> None:
-    rec = StoreRecord.of(0, 0, 0, 0x1000, bytes(4096), False, "write")
-    assert (rec.data, rec.length, rec.pad) == ("", 4096, 0)
-    assert rec.payload() == bytes(4096)
+def _exported_stores(write: bytes) -> list[dict[str, object]]:
+    xen = Hypervisor(total_frames=1024)
+    dom = xen.create_domain(256)
+    si = dom.start_info
+    free_va = si.pt_base + si.nr_pt_frames * 4096
+    dom.vcpus[0].write(free_va, write)
+    lines = [json.loads(line) for line in xen.trace.to_jsonl().splitlines()]
+    return [line for line in lines if line["kind"] == "store"]
 
 
-def test_a_store_record_gives_back_the_bytes_written() -> None:
-    data = b"\x01\x02" + bytes(100) + b"\x07\x07"
-    assert StoreRecord.of(0, 0, 0, 0x1000, data, True, "write").payload() == data
+def test_a_zeroed_page_is_exported_in_a_few_bytes() -> None:
+    [store] = _exported_stores(bytes(4096))
+    assert (store["data"], store["length"], store["pad"]) == ("", 4096, 0)
+
+
+def test_a_junk_filled_page_is_exported_in_a_few_bytes() -> None:
+    [store] = _exported_stores(b"\x01" * 4096)
+    assert (store["data"], store["length"], store["pad"]) == ("", 4096, 1)
+
+
+@pytest.mark.parametrize(
+    "data", [b"\x01\x02" + bytes(100) + b"\x07\x07", bytes(7) + b"\x05", b"", b"\x09" * 4096]
+)
+def test_an_exported_store_parses_back_to_the_bytes_written(data: bytes) -> None:
+    xen = Hypervisor(total_frames=1024)
+    xen.trace.emit(StoreRecord.of(0, 0, 0, 0x1000, data, True, "write"))
+    [rec] = replay.parse(xen.trace.to_jsonl()).records
+    assert isinstance(rec, StoreRecord)
+    assert rec.payload() == data
+
+
+def test_zeroed_pages_share_one_buffer_in_the_trace() -> None:
+    a = StoreRecord.of(0, 0, 0, 0x1000, bytes(4096), False, "write")
+    b = StoreRecord.of(0, 0, 0, 0x2000, bytes(4096), False, "write")
+    assert a.data is b.data
 
 
 def test_replay_at_n_stops_after_n_steps(text: str) -> None:
@@ -201,6 +227,12 @@ def _fresh() -> Hypervisor:
         ('{"kind": "load", "clock": "0", "domid": 0, "vcpu": 0, "va": 0, "length": 1, '
          '"user": false}', "'clock' must be int"),
         ('{"kind": "load", "clock": 0}', "needs 'domid'"),
+        ('{"kind": "load", "clock": 0, "domid": 0, "vcpu": 0, "va": 0, "length": 1099511627776, '
+         '"user": false}', "impossible"),
+        ('{"kind": "store", "clock": 0, "domid": 0, "vcpu": 0, "va": 0, "data": "", '
+         '"length": 1099511627776, "pad": 0, "user": false}', "impossible"),
+        ('{"kind": "store", "clock": 0, "domid": 0, "vcpu": 0, "va": 0, "data": "zz", '
+         '"length": 1, "pad": 0, "user": false}', "hex"),
         ('{"kind": "load", "clock": 0, "domid": 0, "vcpu": 0, "va": 0, "length": 1, '
          '"user": false, "extra": 1}', "unknown field"),
     ],
