@@ -16,6 +16,7 @@ what Xen's own rules produce (type count 2 on the top: pin + base).
 from __future__ import annotations
 
 import struct
+from array import array
 
 import attrs
 
@@ -83,8 +84,7 @@ def build_domain(
     d.vcpus = [PvVcpu(i, d, Mmu(xen.mem, d.levels)) for i in range(nr_vcpus)]
     xen.domains[domid] = d
     _share_xen_page(xen, shinfo)
-    for pfn, mfn in enumerate(mfns):
-        xen.m2p[mfn] = pfn
+    xen.m2p.update(zip(mfns, range(len(mfns)), strict=True))
     _write_p2m(xen, mfns)
     pt_pfn = p2m_frames + 1
     _write_tables(xen, mfns, virt_base, width, counts, pt_pfn)
@@ -123,34 +123,38 @@ def _write_p2m(xen: XenState, mfns: list[abi.Mfn]) -> None:
 def _write_tables(
     xen: XenState, mfns: list[abi.Mfn], virt_base: int, width: int, counts: list[int], pt_pfn: int
 ) -> None:
-    """Fill the bootstrap tables as plain data: every page mapped, the table
-    frames themselves read-only. ``counts`` is the number of tables per level,
-    top first; the tables of each level follow each other from ``pt_pfn`` on."""
+    """Fill the bootstrap tables as plain data, a whole frame at a time: every
+    page mapped, the table frames themselves read-only. ``counts`` is the
+    number of tables per level, top first; the tables of each level follow
+    each other from ``pt_pfn`` on, and each covers a contiguous range of
+    ``virt_base``'s region (which starts on an L2 boundary)."""
     shifts = (*_SHIFTS[width], 12)  # what one entry of each level covers
-    first = [pt_pfn]
-    for c in counts[:-1]:
-        first.append(first[-1] + c)
-
-    def table_of(level_i: int, va: int) -> int:
-        if level_i == 0:
-            return mfns[first[0]]
-        block = shifts[level_i - 1]
-        return mfns[first[level_i] + (va >> block) - (virt_base >> block)]
-
+    first = pt_pfn
     for level_i in range(len(counts) - 1):
         shift = shifts[level_i]
         mask = 3 if width == 32 and level_i == 0 else 511
         prot = P if width == 32 and level_i == 0 else _UPPER_PROT[width]
-        for n in range(counts[level_i + 1]):
-            va = ((virt_base >> shift) + n) << shift
-            child = mfns[first[level_i + 1] + n]
-            xen.mem.words(table_of(level_i, va))[(va >> shift) & mask] = abi.make_pte(child, prot)
-    last = len(counts) - 1
-    pt_pfns = range(pt_pfn, pt_pfn + sum(counts))
-    for pfn, mfn in enumerate(mfns):
-        va = virt_base + pfn * abi.PAGE_SIZE
-        prot = _L1_PROT[width] & ~RW if pfn in pt_pfns else _L1_PROT[width]
-        xen.mem.words(table_of(last, va))[(va >> abi.PAGE_SHIFT) & 511] = abi.make_pte(mfn, prot)
+        below = first + counts[level_i]
+        children = [abi.make_pte(mfns[below + n], prot) for n in range(counts[level_i + 1])]
+        start = (virt_base >> shift) & mask  # slot of the first child in the first table
+        _fill(xen, [mfns[first + n] for n in range(counts[level_i])], start, children)
+        first = below
+    prot = _L1_PROT[width]
+    leaves = [abi.make_pte(mfn, prot) for mfn in mfns]
+    for pfn in range(pt_pfn, pt_pfn + sum(counts)):
+        leaves[pfn] &= ~RW
+    _fill(xen, [mfns[first + n] for n in range(counts[-1])], 0, leaves)
+
+
+def _fill(xen: XenState, tables: list[abi.Mfn], start: int, entries: list[int]) -> None:
+    """Write ``entries`` into consecutive slots of ``tables``, from slot
+    ``start`` of the first, 512 to a table, one slice assignment per frame."""
+    pos = 0
+    for n, mfn in enumerate(tables):
+        slot = start if n == 0 else 0
+        chunk = entries[pos : pos + 512 - slot]
+        xen.mem.words(mfn)[slot : slot + len(chunk)] = array("Q", chunk)
+        pos += len(chunk)
 
 
 def _write_start_info(xen: XenState, mfn: int, info: abi.StartInfo) -> None:

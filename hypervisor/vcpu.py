@@ -150,7 +150,7 @@ class VCpu:
     def _poke(self, mfn: int, offset: int, data: bytes) -> None:
         """Raw bytes into a frame (writes to non-RAM frames are dropped)."""
         if self._xen.mem.is_ram(mfn):
-            self._xen.mem.page(mfn)[offset : offset + len(data)] = data
+            self._xen.mem.write(mfn, offset, data)
 
     def read(self, va: int, n: int) -> bytes:
         """``n`` bytes from ``va`` (may cross pages). A read that walks the
@@ -180,7 +180,7 @@ class VCpu:
             chunk = min(n - len(out), 4096 - off)
             mfn = self._translate(va, write=False)
             if mem.is_ram(mfn):
-                out += mem.page(mfn)[off : off + chunk]
+                out += mem.read(mfn, off, chunk)
             else:
                 out += b"\xff" * chunk
             va += chunk

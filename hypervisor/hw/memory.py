@@ -1,18 +1,20 @@
 """Sparse machine memory.
 
-A frame's 4 KiB exist only once something writes to it, so a machine of
-millions of frames costs memory only for the frames in use. Page-table entries
-are 64-bit little-endian words read and written in place: the page walk reads
-the very bytes the guest wrote.
+A frame's 4 KiB exist only once something non-zero is written to it, and are
+dropped again when a guest write leaves the frame all zeros, so a machine of
+millions of frames costs memory only for the frames holding data. Page-table
+entries are 64-bit little-endian words read and written in place: the page
+walk reads the very bytes the guest wrote.
 """
 
 from __future__ import annotations
 
 from hypervisor.abi import PAGE_SIZE
 
-__all__ = ["Memory", "ZERO_WORDS"]
+__all__ = ["Memory", "ZERO_PAGE", "ZERO_WORDS"]
 
-ZERO_WORDS = memoryview(bytes(PAGE_SIZE)).cast("Q")
+ZERO_PAGE = bytes(PAGE_SIZE)
+ZERO_WORDS = memoryview(ZERO_PAGE).cast("Q")
 """A read-only all-zero frame, handed out for frames never written."""
 
 
@@ -29,6 +31,12 @@ class Memory:
     def is_ram(self, mfn: int) -> bool:
         """True if ``mfn`` names a frame of this machine's memory."""
         return 0 <= mfn < self.total_frames
+
+    @property
+    def frames_words(self) -> dict[int, memoryview]:
+        """The materialised frames as word views, by mfn (read-only use: the
+        page walk's fast path; absent frames read as :data:`ZERO_WORDS`)."""
+        return self._words
 
     def words(self, mfn: int) -> memoryview:
         """The frame as 512 writable 64-bit words, materialising it if needed."""
@@ -48,6 +56,26 @@ class Memory:
         """The frame's bytes, writable, materialising it if needed."""
         self.words(mfn)
         return self._pages[mfn]
+
+    def read(self, mfn: int, offset: int, n: int) -> bytes:
+        """``n`` bytes of the frame from ``offset`` (never materialises it)."""
+        page = self._pages.get(mfn)
+        return ZERO_PAGE[offset : offset + n] if page is None else bytes(page[offset : offset + n])
+
+    def write(self, mfn: int, offset: int, data: bytes) -> None:
+        """Write ``data`` into the frame at ``offset``. Zeros written into a
+        frame never written cost nothing, and a frame that ends up all zeros
+        is forgotten: a zeroed page keeps no storage."""
+        n = len(data)
+        zeros = data == ZERO_PAGE if n == PAGE_SIZE else data.count(0) == n
+        if zeros:
+            page = self._pages.get(mfn)
+            if page is not None:
+                page[offset : offset + n] = data
+                if page == ZERO_PAGE:
+                    self.zero(mfn)
+            return
+        self.page(mfn)[offset : offset + n] = data
 
     def frame_bytes(self, mfn: int) -> bytes:
         """A copy of the frame's 4096 bytes."""

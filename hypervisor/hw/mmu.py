@@ -8,7 +8,7 @@ DIRTY in the leaf on a write. The TLB in front of it caches the result.
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
 from hypervisor.abi import (
     _PAGE_ACCESSED,
@@ -18,21 +18,18 @@ from hypervisor.abi import (
     _PAGE_RW,
     _PAGE_USER,
     PAGE_SHIFT,
+    PTE_MFN_MASK,
     Mfn,
-    pte_mfn,
 )
-from hypervisor.hw.memory import Memory
+from hypervisor.hw.memory import ZERO_WORDS, Memory
 from hypervisor.hw.tlb import Tlb, TlbEntry
 
 __all__ = ["Mmu", "Translation", "WalkFault", "walk"]
 
 FAULT_PRESENT, FAULT_WRITE, FAULT_USER, FAULT_RSVD = 1, 2, 4, 8
-_SHIFTS = {4: (39, 30, 21, 12), 3: (30, 21, 12)}
-_INDEX_MASKS = {4: (511, 511, 511, 511), 3: (3, 511, 511)}
 
 
-@attrs.frozen
-class Translation:
+class Translation(NamedTuple):
     """A successful walk: the frame, the effective permissions, and where the
     leaf entry lives (``l1_mfn``, ``l1_slot``) with its value after the walk."""
 
@@ -65,37 +62,58 @@ def walk(
     permission the access needs and the walk does not grant (RW is enforced in
     kernel mode too, as with CR0.WP set; US only in user mode).
     """
-    code = (FAULT_WRITE if write else 0) | (FAULT_USER if user else 0)
-    table, rw_all, us_all = root, True, True
-    used: list[tuple[Mfn, int, int]] = []
+    frames, zero = mem.frames_words, ZERO_WORDS
+    table, rights = root, _PAGE_RW | _PAGE_USER
+    tables: list[Mfn] = []
+    slots: list[int] = []
     entry = 0
-    idx = 0
-    for level, (shift, imask) in enumerate(zip(_SHIFTS[levels], _INDEX_MASKS[levels], strict=True)):
-        lvl = levels - level
+    lvl = levels
+    for shift, imask in _LEVELS[levels]:
         idx = (va >> shift) & imask
-        entry = mem.peek(table)[idx]
-        if not entry & _PAGE_PRESENT:
-            raise WalkFault(va, code, lvl, f"L{lvl} entry {idx} of mfn {table:#x} is not present")
-        if lvl > 1 and entry & _PAGE_PSE:
-            raise WalkFault(va, code | FAULT_PRESENT | FAULT_RSVD, lvl, "reserved bit (PSE)")
-        rw_all = rw_all and bool(entry & _PAGE_RW)
-        us_all = us_all and bool(entry & _PAGE_USER)
-        used.append((table, idx, entry))
-        table = pte_mfn(entry)
-    if user and not us_all:
-        raise WalkFault(va, code | FAULT_PRESENT, 1, "a supervisor-only mapping")
-    if write and not rw_all:
-        raise WalkFault(va, code | FAULT_PRESENT, 1, "a read-only mapping")
+        entry = frames.get(table, zero)[idx]
+        if not entry & _PAGE_PRESENT or (lvl > 1 and entry & _PAGE_PSE):
+            raise _fault(va, write, user, lvl, table, idx, entry)
+        rights &= entry
+        tables.append(table)
+        slots.append(idx)
+        table = (entry & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn
+        lvl -= 1
+    if user and not rights & _PAGE_USER:
+        raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, "a supervisor-only mapping")
+    if write and not rights & _PAGE_RW:
+        raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, "a read-only mapping")
+    l1_mfn, l1_slot = tables[-1], slots[-1]
     if set_ad:
-        last = len(used) - 1
-        for n, (tmfn, slot, e) in enumerate(used):
-            want = e | _PAGE_ACCESSED | (_PAGE_DIRTY if write and n == last else 0)
-            if want != e:
-                mem.words(tmfn)[slot] = want
-                if n == last:
-                    entry = want
-    l1_mfn, l1_slot, _ = used[-1]
-    return Translation(table, rw_all, us_all, l1_mfn, l1_slot, entry)
+        for tmfn, slot in zip(tables[:-1], slots, strict=False):
+            e = frames.get(tmfn, zero)[slot]
+            if not e & _PAGE_ACCESSED:
+                mem.words(tmfn)[slot] = e | _PAGE_ACCESSED
+        want = entry | _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0)
+        if want != entry:
+            mem.words(l1_mfn)[l1_slot] = entry = want
+    return Translation(
+        table, bool(rights & _PAGE_RW), bool(rights & _PAGE_USER), l1_mfn, l1_slot, entry
+    )
+
+
+_LEVELS = {
+    4: ((39, 511), (30, 511), (21, 511), (12, 511)),
+    3: ((30, 3), (21, 511), (12, 511)),
+}
+"""Per paging mode, top level first: (shift, index mask) of each level."""
+
+
+def _code(write: bool, user: bool) -> int:
+    return (FAULT_WRITE if write else 0) | (FAULT_USER if user else 0)
+
+
+def _fault(va: int, write: bool, user: bool, lvl: int, table: Mfn, idx: int, e: int) -> WalkFault:
+    """The fault of a walk stopped at entry ``idx`` of ``table`` (level ``lvl``)."""
+    if not e & _PAGE_PRESENT:
+        why = f"L{lvl} entry {idx} of mfn {table:#x} is not present"
+        return WalkFault(va, _code(write, user), lvl, why)
+    code = _code(write, user) | FAULT_PRESENT | FAULT_RSVD
+    return WalkFault(va, code, lvl, "reserved bit (PSE)")
 
 
 class Mmu:

@@ -29,6 +29,7 @@ from hypervisor.rules import L1_CACHE_ATTRS
 __all__ = ["get_page_from_l1e", "l1_disallow_mask", "put_page_from_l1e"]
 
 WRITABLE = PageType.WRITABLE
+NONE = PageType.NONE
 
 
 def l1_disallow_mask(d: PvDomain) -> int:
@@ -75,6 +76,13 @@ def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDom
         if pg.type is WRITABLE and pg.type_count:
             pg.count += 1
             pg.type_count += 1
+            return
+        if not pg.type_count and (pg.type is NONE or (pg.type is WRITABLE and pg.validated)):
+            # The first writable mapping of an untyped frame: get_page_type
+            # makes it WRITABLE with no flush (it was no other type) and
+            # nothing to validate.
+            pg.count += 1
+            pg.type, pg.type_count, pg.validated, pg.pae_xen_l2 = WRITABLE, 1, True, False
             return
     _get_page_from_l1e_checked(xen, e, mfn, pg, l1_owner, pg_owner)
 

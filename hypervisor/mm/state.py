@@ -13,7 +13,7 @@ from hypervisor.abi import DOMID_IO, DOMID_XEN, Mfn
 from hypervisor.config import Config
 from hypervisor.hw import Memory
 from hypervisor.mm.domain import PvDomain, PvVcpu
-from hypervisor.mm.frames import PageInfo
+from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.rules import FASTPATH_COMPARE
 from hypervisor.trace import FlushRecord, Tracer
 
@@ -65,8 +65,9 @@ class XenState:
         self._next_fresh += n - len(mfns)
         fresh: Iterable[Mfn] = range(start, self._next_fresh)  # type: ignore[assignment]
         mfns.extend(fresh)
-        for mfn in mfns:
-            self.frames[mfn] = PageInfo(domid, count=1, allocated=True)
+        none = PageType.NONE
+        # positional: owner, count, type, type_count, validated, pinned, allocated
+        self.frames.update((mfn, PageInfo(domid, 1, none, 0, False, False, True)) for mfn in mfns)
         return mfns
 
     def free_frame(self, mfn: Mfn) -> None:
