@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ["benchmarks.hypervisor_bench", "benchmarks.fork"]
+SUITES = ["benchmarks.hypervisor_bench", "benchmarks.lifecycle", "benchmarks.fork"]
 
 
 def _table(title: str, rows: list[Any]) -> Table:

@@ -140,7 +140,7 @@ def _write_tables(
         _fill(xen, [mfns[first + n] for n in range(counts[level_i])], start, children)
         first = below
     prot = _L1_PROT[width]
-    leaves = [abi.make_pte(mfn, prot) for mfn in mfns]
+    leaves = [mfn << abi.PAGE_SHIFT | prot for mfn in mfns]  # make_pte, inlined: 1 per page
     for pfn in range(pt_pfn, pt_pfn + sum(counts)):
         leaves[pfn] &= ~RW
     _fill(xen, [mfns[first + n] for n in range(counts[-1])], 0, leaves)

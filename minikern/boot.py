@@ -46,8 +46,9 @@ def boot_memory(
     hc = Hypercalls(vcpu, console=console)
     hc.vm_assist(abi.VMASST_CMD_enable, abi.VMASST_TYPE_writable_pagetables)
     km = KernelMemory(vcpu, hc, si.virt_base, p2m, alloc, boot_l4)
-    for slot in KERNEL_SLOTS:
-        entry = km.load_entry(boot_l4, slot)
+    first, count = KERNEL_SLOTS.start, len(KERNEL_SLOTS)
+    raw = vcpu.read(km.va(boot_l4) + 8 * first, 8 * count)
+    for slot, entry in zip(KERNEL_SLOTS, struct.unpack(f"<{count}Q", raw), strict=True):
         if entry & abi._PAGE_PRESENT:
             km.kernel_half[slot] = entry
     return km

@@ -64,9 +64,8 @@ def walk(
     """
     frames, zero = mem.frames_words, ZERO_WORDS
     table, rights = root, _PAGE_RW | _PAGE_USER
-    tables: list[Mfn] = []
-    slots: list[int] = []
-    entry = 0
+    l1_mfn, l1_slot, entry = root, 0, 0
+    unaccessed: list[tuple[Mfn, int]] = []  # upper entries the walk must mark ACCESSED
     lvl = levels
     for shift, imask in _LEVELS[levels]:
         idx = (va >> shift) & imask
@@ -74,26 +73,23 @@ def walk(
         if not entry & _PAGE_PRESENT or (lvl > 1 and entry & _PAGE_PSE):
             raise _fault(va, write, user, lvl, table, idx, entry)
         rights &= entry
-        tables.append(table)
-        slots.append(idx)
+        if lvl > 1 and not entry & _PAGE_ACCESSED:
+            unaccessed.append((table, idx))
+        l1_mfn, l1_slot = table, idx
         table = (entry & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn
         lvl -= 1
     if user and not rights & _PAGE_USER:
         raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, "a supervisor-only mapping")
     if write and not rights & _PAGE_RW:
         raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, "a read-only mapping")
-    l1_mfn, l1_slot = tables[-1], slots[-1]
     if set_ad:
-        for tmfn, slot in zip(tables[:-1], slots, strict=False):
-            e = frames.get(tmfn, zero)[slot]
-            if not e & _PAGE_ACCESSED:
-                mem.words(tmfn)[slot] = e | _PAGE_ACCESSED
+        for tmfn, slot in unaccessed:
+            mem.words(tmfn)[slot] |= _PAGE_ACCESSED
         want = entry | _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0)
         if want != entry:
             mem.words(l1_mfn)[l1_slot] = entry = want
-    return Translation(
-        table, bool(rights & _PAGE_RW), bool(rights & _PAGE_USER), l1_mfn, l1_slot, entry
-    )
+    writable, user_ok = bool(rights & _PAGE_RW), bool(rights & _PAGE_USER)
+    return Translation(table, writable, user_ok, l1_mfn, l1_slot, entry)
 
 
 _LEVELS = {

@@ -8,15 +8,14 @@ translation is observable and reproducible.
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
 from hypervisor.abi import Mfn
 
 __all__ = ["Tlb", "TlbEntry"]
 
 
-@attrs.frozen
-class TlbEntry:
+class TlbEntry(NamedTuple):
     """A cached translation of one 4 KiB page: the frame and the effective
     permissions of the whole walk (RW and US ANDed over every level)."""
 

@@ -151,10 +151,27 @@ def promote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.peek(mfn)
-    for slot in range(512):
-        e = words[slot]
+    frames, domid, mask = xen.frames, d.domid, d.l1_mask
+    for slot, e in enumerate(words):
         if not e & _PAGE_PRESENT:
             continue
+        # The common cases of get_page_from_l1e, inlined: the domain's own
+        # frame mapped read-only, writable once more, or writable for the
+        # first time while untyped.
+        target = frames.get((e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
+        if target is not None and target.owner == domid and not e & mask and not target.xen_heap:
+            if not e & _PAGE_RW:
+                target.count += 1
+                continue
+            if target.type_count:
+                if target.type is WRITABLE:
+                    target.count += 1
+                    target.type_count += 1
+                    continue
+            elif target.type is NONE:
+                target.count += 1
+                target.type, target.type_count, target.validated = WRITABLE, 1, True
+                continue
         try:
             get_page_from_l1e(xen, e, d, d)
         except GuestError as err:
