@@ -42,56 +42,49 @@ class Violation:
     message: str
 
 
+Counts = dict[Mfn, int]
+
+
 def audit(xen: XenState) -> list[Violation]:
     """Every inconsistency between the stored counters and the machine's
-    actual state; empty when all is well."""
+    actual state; empty when all is well. (Cheap when all is well: one pass
+    over the frame table and the validated tables; words only for what is
+    wrong.)"""
     out: list[Violation] = []
-    gc: Counter[Mfn] = Counter()
-    tc: Counter[Mfn] = Counter()
-    lin: Counter[Mfn] = Counter()
     frames = xen.frames
-    for mfn, pg in frames.items():
-        gc[mfn] += pg.allocated + pg.xen_heap + pg.pinned
-        tc[mfn] += pg.xen_heap + pg.pinned
+    gc: Counter[Mfn] = Counter()  # references from entries and base pointers
+    tc: Counter[Mfn] = Counter()
+    lin: Counts = {}
     for d in xen.domains.values():
         for v in d.vcpus:
-            for base in (v.guest_table, v.guest_table_user):
-                if base:
-                    gc[base] += 1
-                    tc[base] += 1
-    for mfn, pg in list(frames.items()):
-        if pg.type.is_pagetable and pg.validated and pg.type_count:
-            _count_entries(xen, mfn, out, gc, tc, lin)
-    for mfn, pg in frames.items():
+            bases = [b for b in (v.guest_table, v.guest_table_user) if b]
+            gc.update(bases)
+            tc.update(bases)
+    live = [m for m, pg in frames.items() if 0 < pg.type < 5 and pg.validated and pg.type_count]
+    for mfn in live:
+        if frames[mfn].type == 1:
+            _count_l1(xen, mfn, out, gc, tc)
+        else:
+            _count_upper(xen, mfn, out, gc, tc, lin)
+    check_linear = xen.config.linear_single_level
+    gget, tget, lget = gc.get, tc.get, lin.get
+    suspects = [
+        mfn
+        for mfn, pg in frames.items()
+        if pg.count != pg.allocated + pg.xen_heap + pg.pinned + gget(mfn, 0)
+        or pg.type_count != pg.xen_heap + pg.pinned + tget(mfn, 0)
+        or (check_linear and pg.linear != lget(mfn, 0))
+        or (0 < pg.type < 5 and bool(pg.type_count) != pg.validated)
+        or (pg.pinned and not pg.type_count)
+        or pg.count == 0
+    ]
+    for mfn in suspects:
+        pg = frames[mfn]
         if pg.owner == DOMID_IO and mfn < IO_FRAMES:
             continue
-        where = f"mfn {mfn:#x} ({pg.type.name})"
-        if pg.count != gc[mfn]:
-            out.append(
-                Violation(mfn, "general-count", f"{where}: count {pg.count}, expected {gc[mfn]}")
-            )
-        if pg.type_count != tc[mfn]:
-            out.append(
-                Violation(
-                    mfn, "type-count", f"{where}: type count {pg.type_count}, expected {tc[mfn]}"
-                )
-            )
-        if xen.config.linear_single_level and pg.linear != lin[mfn]:
-            out.append(
-                Violation(mfn, "linear-count", f"{where}: linear {pg.linear}, expected {lin[mfn]}")
-            )
-        if pg.type.is_pagetable and bool(pg.type_count) != pg.validated:
-            out.append(
-                Violation(
-                    mfn,
-                    "validated",
-                    f"{where}: validated={pg.validated} with type count {pg.type_count}",
-                )
-            )
-        if pg.pinned and not pg.type_count:
-            out.append(Violation(mfn, "pinned", f"{where}: pinned with type count 0"))
-        if pg.count == 0:
-            out.append(Violation(mfn, "leak", f"{where}: count 0 but not freed"))
+        g = pg.allocated + pg.xen_heap + pg.pinned + gget(mfn, 0)
+        t = pg.xen_heap + pg.pinned + tget(mfn, 0)
+        out.extend(_frame_violations(xen, mfn, g, t, lget(mfn, 0)))
     for mfn in gc.keys() - frames.keys():
         if gc[mfn] and not xen.is_io(mfn):
             out.append(Violation(mfn, "dangling", f"mfn {mfn:#x} is referenced but free"))
@@ -99,42 +92,82 @@ def audit(xen: XenState) -> list[Violation]:
     return out
 
 
-def _count_entries(
+def _frame_violations(xen: XenState, mfn: Mfn, g: int, t: int, lin: int) -> list[Violation]:
+    """What is wrong with one frame's counters, in words."""
+    pg = xen.frames[mfn]
+    where = f"mfn {mfn:#x} ({pg.type.name})"
+    out = []
+    if pg.count != g:
+        out.append(Violation(mfn, "general-count", f"{where}: count {pg.count}, expected {g}"))
+    if pg.type_count != t:
+        out.append(
+            Violation(mfn, "type-count", f"{where}: type count {pg.type_count}, expected {t}")
+        )
+    if xen.config.linear_single_level and pg.linear != lin:
+        out.append(Violation(mfn, "linear-count", f"{where}: linear {pg.linear}, expected {lin}"))
+    if pg.type.is_pagetable and bool(pg.type_count) != pg.validated:
+        out.append(
+            Violation(
+                mfn,
+                "validated",
+                f"{where}: validated={pg.validated} with type count {pg.type_count}",
+            )
+        )
+    if pg.pinned and not pg.type_count:
+        out.append(Violation(mfn, "pinned", f"{where}: pinned with type count 0"))
+    if pg.count == 0:
+        out.append(Violation(mfn, "leak", f"{where}: count 0 but not freed"))
+    return out
+
+
+def _count_l1(
+    xen: XenState, mfn: Mfn, out: list[Violation], gc: Counter[Mfn], tc: Counter[Mfn]
+) -> None:
+    """Count what a validated L1's present entries hold (I/O frames hold
+    nothing); an RW entry must map writable memory."""
+    total = xen.total_frames
+    present = [e for e in xen.mem.peek(mfn) if e & _PAGE_PRESENT]
+    pairs = [(e, (e & PTE_MFN_MASK) >> PAGE_SHIFT) for e in present]  # pte_mfn, inlined
+    ram: list[tuple[int, Mfn]] = [(e, t) for e, t in pairs if IO_FRAMES <= t < total]  # type: ignore[misc]
+    gc.update(t for _e, t in ram)
+    writable = [t for e, t in ram if e & _PAGE_RW]
+    tc.update(writable)
+    frames = xen.frames
+    for t in set(writable):
+        tpg = frames.get(t)
+        if tpg is not None and tpg.type is not PageType.WRITABLE:
+            out.extend(_safety_violations(xen, mfn, t))
+
+
+def _safety_violations(xen: XenState, mfn: Mfn, t: Mfn) -> list[Violation]:
+    """Each RW entry of L1 ``mfn`` that maps ``t``, a frame that is not writable memory."""
+    name = xen.frames[t].type.name
+    return [
+        Violation(t, "safety", f"mfn {t:#x} is {name} yet mapped RW by L1 mfn {mfn:#x} slot {slot}")
+        for slot, e in enumerate(xen.mem.peek(mfn))
+        if e & (_PAGE_PRESENT | _PAGE_RW) == _PAGE_PRESENT | _PAGE_RW and pte_mfn(e) == t
+    ]
+
+
+def _count_upper(
     xen: XenState,
     mfn: Mfn,
     out: list[Violation],
     gc: Counter[Mfn],
     tc: Counter[Mfn],
-    lin: Counter[Mfn],
+    lin: Counts,
 ) -> None:
+    """Count what a validated L2-L4's guest entries hold, and check their targets."""
     pg = xen.frames[mfn]
     words = xen.mem.peek(mfn)
     level = int(pg.type)
-    if level == 1:
-        for slot in range(512):
-            e = words[slot]
-            t: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn
-            if not e & _PAGE_PRESENT or xen.is_io(t):
-                continue
-            gc[t] += 1
-            if e & _PAGE_RW:
-                tc[t] += 1
-                tpg = xen.frames.get(t)
-                if tpg is not None and tpg.type is not PageType.WRITABLE:
-                    out.append(
-                        Violation(
-                            t,
-                            "safety",
-                            f"mfn {t:#x} is {tpg.type.name} yet mapped RW "
-                            f"by L1 mfn {mfn:#x} slot {slot}",
-                        )
-                    )
-        return
     d = xen.domains[pg.owner]  # type: ignore[index]
     for slot in guest_slots(level, pg, d):
         e = words[slot]
+        if not e & _PAGE_PRESENT:
+            continue
         t = pte_mfn(e)
-        if not e & _PAGE_PRESENT or t == mfn:
+        if t == mfn:
             continue
         gc[t] += 1
         tc[t] += 1
@@ -142,8 +175,8 @@ def _count_entries(
         if tpg is None:
             continue
         if tpg.type is pg.type:
-            lin[mfn] += 1
-            lin[t] -= 1
+            lin[mfn] = lin.get(mfn, 0) + 1
+            lin[t] = lin.get(t, 0) - 1
         elif tpg.type is not _LOWER[level]:
             out.append(
                 Violation(

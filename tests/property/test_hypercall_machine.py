@@ -26,6 +26,7 @@ Set ``HYPOTHESIS_PROFILE=long`` for a deeper search.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from hypothesis_profiles import machine_settings
 
-from hypervisor import Domain, FrameInfo, HypercallError, Hypervisor, PageFault, PageType, abi
+from hypervisor import Domain, HypercallError, Hypervisor, PageFault, PageType, abi
+from hypervisor.mm.frames import PageInfo
 from hypervisor.rules import RULES
 
 pytestmark = pytest.mark.property
@@ -90,48 +92,61 @@ class Layout:
         hot = (*range(first), *tables, *range(free, free + 6))
         return cls(dom.initial_p2m, si.virt_base, tables, hot)
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def va(self, pfn: int) -> int:
         return self.virt_base + pfn * 4096
 
 
-Snapshot = tuple[list[FrameInfo], list[bytes], list[int]]
+PageState = tuple[Any, ...]
+Snapshot = tuple[dict[int, PageState], dict[int, bytes], dict[int, int]]
+INVALID_M2P = (1 << 64) - 1
 
 
-def frame_state(info: FrameInfo) -> FrameInfo:
-    """A frame's metadata as a refusal must leave it. At type count 0 the type
-    word is "free to change": a failed validation resets it to NONE, not
-    validated (spec 2.4, mm.c:2660-2667), so it is left out there; the counts,
-    owner and pin are always compared."""
-    if info.type_count:
-        return info
-    return attrs.evolve(info, type=PageType.NONE, validated=False, pae_xen_l2=False)
+def page_state(pg: PageInfo) -> PageState:
+    """A frame's metadata as a refusal must leave it, as a tuple of
+    ``FrameInfo``'s fields. At type count 0 the type word is "free to change":
+    a failed validation resets it to NONE, not validated (spec 2.4,
+    mm.c:2660-2667), so it is left out there; the counts, owner and pin are
+    always compared."""
+    if pg.type_count:
+        t, validated, xen_l2 = pg.type, pg.validated, pg.pae_xen_l2
+    else:
+        t, validated, xen_l2 = PageType.NONE, False, False
+    counts = (pg.type_count, pg.count)
+    return (pg.owner, t, *counts, validated, pg.pinned, pg.allocated, pg.linear, xen_l2)
 
 
 def machine_snapshot(xen: Hypervisor) -> Snapshot:
-    """Every frame's metadata (see :func:`frame_state`), contents and M2P entry."""
-    frames = range(xen.total_frames)
+    """Every frame's metadata (see :func:`page_state`), contents and M2P entry.
+
+    Sparse, like the machine: a frame with no metadata is free, one with no
+    storage (or all zeros) reads as zeros, one with no M2P entry reads as
+    INVALID -- so two snapshots are equal exactly when every frame reads the
+    same through ``xen.frame``, ``xen.read_frame`` and ``xen.m2p``, at the
+    cost of the frames in use rather than of all 4,096."""
+    state = xen.state
+    zero = bytes(4096)
+    pages = {m: bytes(w) for m, w in state.mem.frames_words.items()}
     return (
-        [frame_state(xen.frame(m)) for m in frames],
-        [xen.read_frame(m) for m in frames],
-        [xen.m2p(m) for m in frames],
+        {m: page_state(pg) for m, pg in state.frames.items()},
+        {m: b for m, b in pages.items() if b != zero},
+        {m: v for m, v in state.m2p.items() if v != INVALID_M2P},
     )
 
 
 def snapshot_vs(a: Snapshot, b: Snapshot) -> str:
     """The first differences between two snapshots, in words ('' if identical)."""
-    diffs = [
-        f"mfn {m:#x}: {x} != {y}" for m, (x, y) in enumerate(zip(a[0], b[0], strict=True)) if x != y
-    ]
-    diffs += [
-        f"mfn {m:#x}: contents differ"
-        for m, (x, y) in enumerate(zip(a[1], b[1], strict=True))
-        if x != y
-    ]
-    diffs += [
-        f"m2p[{m:#x}]: {x:#x} != {y:#x}"
-        for m, (x, y) in enumerate(zip(a[2], b[2], strict=True))
-        if x != y
-    ]
+    if a == b:
+        return ""
+    diffs: list[str] = []
+    for n, what in enumerate(("metadata", "contents", "m2p")):
+        x: dict[int, Any] = a[n]
+        y: dict[int, Any] = b[n]
+        diffs += [
+            f"mfn {m:#x} {what}: {x.get(m)!r:.80} != {y.get(m)!r:.80}"
+            for m in sorted(x.keys() | y.keys())
+            if x.get(m) != y.get(m)
+        ]
     return "\n".join(diffs[:10])
 
 
@@ -224,7 +239,9 @@ def garbage_st() -> st.SearchStrategy[int]:
 
 
 class Draws:
-    """Strategies for one machine: frames, entries, pointers, addresses."""
+    """Strategies for one machine: frames, entries, pointers, addresses. Each
+    is built once per domain and reused (building strategies afresh on every
+    draw made Hypothesis spend its time validating them)."""
 
     def __init__(self, xen: Hypervisor) -> None:
         self.layouts = [Layout.of(d) for d in xen.domains]
@@ -232,11 +249,13 @@ class Draws:
         used |= {d.start_info.shared_info >> 12 for d in xen.domains}
         self.free_mfns = [m for m in range(272, TOTAL_FRAMES) if m not in used]
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def own_mfn(self, dom: int) -> st.SearchStrategy[int]:
         lay = self.layouts[dom]
         hot = st.sampled_from(lay.hot_pfns).map(lambda pfn: lay.p2m[pfn])
         return st.one_of(hot, hot, hot, st.sampled_from(lay.p2m))
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def mfn(self, dom: int) -> st.SearchStrategy[int]:
         """Mostly the domain's own frames; sometimes foreign, free, I/O, Xen's or
         beyond memory."""
@@ -250,10 +269,12 @@ class Draws:
         )
         return st.one_of(own, own, own, own, own, odd)
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def entry(self, dom: int) -> st.SearchStrategy[int]:
         sensible = st.builds(lambda m, f: (m << 12) | f, self.mfn(dom), flags_st())
         return st.one_of(sensible, sensible, sensible, st.just(0), garbage_st())
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def ptr(self, dom: int) -> st.SearchStrategy[int]:
         """A request pointer: a frame (tables, data, others), a slot and the
         command in the low bits (mostly 0, the normal update)."""
@@ -261,11 +282,13 @@ class Draws:
         slot = st.one_of(st.integers(0, 3), st.integers(508, 511), st.integers(0, 511))
         return st.builds(lambda m, s, c: (m << 12) | (s << 3) | c, self.mfn(dom), slot, cmd)
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def request(self, dom: int) -> st.SearchStrategy[Any]:
         good = st.builds(abi.MmuUpdate, self.ptr(dom), self.entry(dom))
         bad = st.sampled_from([(-1, 0), (0, 1 << 64), ("ptr", 0), (1, 2, 3), None, (0, None)])
         return st.one_of(*[good] * 11, bad)
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def foreigndom(self, dom: int) -> st.SearchStrategy[int]:
         ids = list(range(len(self.layouts)))
         plain = st.sampled_from([abi.DOMID_SELF, dom, *ids, abi.DOMID_IO, abi.DOMID_XEN, 77])
@@ -279,6 +302,7 @@ class Draws:
         random_va = st.one_of(st.integers(0, U64), st.sampled_from([0, 0x400000, 1 << 47]))
         return st.one_of(direct, direct, direct, anywhere, random_va)
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def mmuext(self, dom: int) -> st.SearchStrategy[Any]:
         mfn = self.mfn(dom)
         with_mfn = st.builds(
@@ -313,9 +337,11 @@ class Draws:
         zero_user_base = st.just(abi.MmuExtOp(abi.MMUEXT_NEW_USER_BASEPTR, 0))
         return st.one_of(with_mfn, with_mfn, with_mfn, copy_page, flush, odd, zero_user_base)
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def uvm_flags(self) -> st.SearchStrategy[int]:
         return st.one_of(st.sampled_from([0, 1, 2, 4, 5, 6]), st.integers(0, 16))
 
+    @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def multicall_entry(self, dom: int) -> st.SearchStrategy[abi.MulticallEntry]:
         mc = abi.MulticallEntry
         return st.one_of(
@@ -349,6 +375,9 @@ class Draws:
         )
 
 
+_DRAWS = Draws(build_machine())
+"""The strategies of the start-of-day machine (every run starts from it)."""
+
 # -- the state machine ------------------------------------------------------------------
 
 
@@ -358,7 +387,7 @@ class HypercallMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.xen = build_machine()
-        self.draws = Draws(self.xen)
+        self.draws = _DRAWS
         self.steps: list[Step] = []
 
     def _dom(self, data: st.DataObject) -> int:
@@ -477,8 +506,6 @@ TestHypercallMachine.settings = SETTINGS
 
 
 # -- single refused requests change nothing ----------------------------------------------
-
-_DRAWS = Draws(build_machine())
 
 
 @SETTINGS
