@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PKGS   := hypervisor minikern $(wildcard lessons)
 LINTED := $(wildcard hypervisor minikern lessons tests benchmarks docs conftest.py)
 
-.PHONY: test lint typecheck pytest demo bench docs docs-serve clean
+.PHONY: test test-long lint typecheck pytest demo bench docs docs-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: lint typecheck pytest
+
+# The same suite with the deep Hypothesis profile (many more examples and steps).
+test-long: lint typecheck
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)

@@ -162,10 +162,11 @@ def _count_upper(
     words = xen.mem.peek(mfn)
     level = int(pg.type)
     d = xen.domains[pg.owner]  # type: ignore[index]
-    for slot in guest_slots(level, pg, d):
-        e = words[slot]
-        if not e & _PAGE_PRESENT:
-            continue
+    slots = guest_slots(level, pg, d)
+    present = [(slot, e) for slot, e in enumerate(words) if e & _PAGE_PRESENT]
+    if len(slots) < 512:
+        present = [(slot, e) for slot, e in present if slot in slots]
+    for slot, e in present:
         t = pte_mfn(e)
         if t == mfn:
             continue
