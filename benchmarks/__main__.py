@@ -9,7 +9,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ["benchmarks.hypervisor_bench", "benchmarks.lifecycle", "benchmarks.fork"]
+SUITES = [
+    "benchmarks.hypervisor_bench",
+    "benchmarks.lifecycle",
+    "benchmarks.fork",
+    "benchmarks.lab",
+]
 
 
 def _table(title: str, rows: list[Any]) -> Table:

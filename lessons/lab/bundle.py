@@ -13,12 +13,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from lessons.lab.lessons import LESSONS_DIR
 
@@ -90,14 +94,76 @@ jobs:
 """
 
 
-def wheels(out: Path, deps: bool = True) -> list[Path]:
-    """The project's wheel (and, with ``deps``, its dependencies') into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+PACKAGES = ("hypervisor", "minikern", "lessons")
+DATA_SUFFIXES = (".py", ".toml", ".md")
+
+
+def _project() -> dict[str, Any]:
+    """The project table of pyproject.toml (or, in an installed copy, its metadata)."""
+    path = LESSONS_DIR.parent / "pyproject.toml"
+    if path.is_file():
+        data: dict[str, Any] = tomllib.loads(path.read_text("utf-8"))
+        return dict(data["project"])
+    from importlib import metadata
+
+    dist = metadata.distribution("minikern")
+    return {
+        "name": "minikern",
+        "version": dist.version,
+        "requires-python": dist.metadata.get("Requires-Python", ">=3.11"),
+        "dependencies": [r for r in dist.requires or [] if "extra ==" not in r],
+        "scripts": {"minikern": "minikern.cli:main"},
+    }
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def project_wheel(out: Path) -> Path:
+    """The project as a pure-Python wheel, written directly (no build backend, no
+    network): the three packages with every lesson's data, and the ``minikern`` script."""
+    meta = _project()
+    name, version = meta["name"], meta["version"]
+    info = f"{name}-{version}.dist-info"
+    files: dict[str, bytes] = {}
     root = LESSONS_DIR.parent
-    cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-build-isolation", "-w"]
-    subprocess.run([*cmd, str(out), "--no-deps", str(root)], check=True)
+    for pkg in PACKAGES:
+        for path in sorted((root / pkg).rglob("*")):
+            rel = path.relative_to(root)
+            if path.is_file() and path.suffix in DATA_SUFFIXES and "__pycache__" not in rel.parts:
+                files[rel.as_posix()] = path.read_bytes()
+    requires = "".join(f"Requires-Dist: {d}\n" for d in meta.get("dependencies", []))
+    files[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        f"Summary: {meta.get('description', '')}\n"
+        f"Requires-Python: {meta.get('requires-python', '>=3.11')}\n{requires}"
+    ).encode()
+    files[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: minikern-lab\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
+    scripts = meta.get("scripts", {})
+    files[f"{info}/entry_points.txt"] = (
+        "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items())
+    ).encode()
+    record = [_record_line(n, d) for n, d in files.items()] + [f"{info}/RECORD,,"]
+    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, d in files.items():
+            z.writestr(n, d)
+    return path
+
+
+def wheels(out: Path, deps: bool = True) -> list[Path]:
+    """The project's wheel and, with ``deps``, its dependencies' wheels (downloaded with
+    pip; without them ``setup.sh`` lets pip fetch them from the index)."""
+    project_wheel(out)
     if deps:
-        subprocess.run([*cmd, str(out), "attrs>=23.1", "rich>=13.7"], check=False)
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d"]
+        subprocess.run([*cmd, str(out), *_project().get("dependencies", [])], check=False)
     return sorted(out.glob("*.whl"))
 
 
