@@ -110,7 +110,7 @@ def _project() -> dict[str, Any]:
     return {
         "name": "minikern",
         "version": dist.version,
-        "requires-python": dist.metadata.get("Requires-Python", ">=3.11"),
+        "requires-python": dist.metadata["Requires-Python"] or ">=3.11",
         "dependencies": [r for r in dist.requires or [] if "extra ==" not in r],
         "scripts": {"minikern": "minikern.cli:main"},
     }
