@@ -88,22 +88,24 @@ def wrap(name: str, fn: Callable[..., Any], raised: dict[str, str]) -> Callable[
     return student
 
 
-def load_submission(path: str, functions: list[str]) -> dict[str, Callable[..., Any]]:
-    """Import the submission file and take each lesson function from it."""
-    spec = importlib.util.spec_from_file_location("lab_submission", path)
+def load_submission(
+    path: str, functions: list[str], name: str = "lab_submission"
+) -> dict[str, Callable[..., Any]]:
+    """Import the submission file (as module ``name``) and take each lesson function."""
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["lab_submission"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     out: dict[str, Callable[..., Any]] = {}
-    for name in functions:
-        fn = getattr(module, seam.bare_name(name), None)
-        if not inspect.isfunction(fn) or fn.__module__ != "lab_submission":
+    for function in functions:
+        fn = getattr(module, seam.bare_name(function), None)
+        if not inspect.isfunction(fn) or fn.__module__ != name:
             raise AttributeError(
-                f"{seam.bare_name(name)} is not a function written in the submission"
+                f"{seam.bare_name(function)} is not a function written in the submission"
             )
-        out[name] = fn
+        out[function] = fn
     return out
 
 
@@ -160,6 +162,15 @@ def main(tree: str, submission: str, mode: str, fd: int) -> None:
         except BaseException as exc:
             chan.send({"kind": "lab.submission", "error": f"{type(exc).__name__}: {exc}"[:4000]})
             return
+        for name, fn in fns.items():
+            seam.install(name, wrap(name, fn, raised))
+    for i, extra in enumerate(job.get("also", [])):
+        # a handout's other lessons: the student's own answers stand in for the reference
+        try:
+            path = os.path.join(submission, extra["file"])
+            fns = load_submission(path, extra["functions"], f"lab_also_{i}")
+        except BaseException:
+            continue
         for name, fn in fns.items():
             seam.install(name, wrap(name, fn, raised))
     for item in job["workloads"]:

@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-k", dest="pattern", default=None, help="only tests matching PAT")
     p.add_argument("--work", default="lab")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", action="store_true", help="also the hidden tests, if present")
     p = sub.add_parser("grade", help="every lesson; Score: X/Y")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--work", default=None)
@@ -134,7 +135,10 @@ def _print(result: GradeResult) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     lesson = load(args.id)
     work = Path(args.work)
-    result = grade([lesson], work, Options(seed=args.seed, pattern=args.pattern))
+    hidden = args.seed if args.hidden else None
+    result = grade(
+        [lesson], work, Options(seed=args.seed, hidden_seed=hidden, pattern=args.pattern)
+    )
     _print(result)
     _record(work, result.lessons)
     return 0 if result.score == result.max_score and result.tests else 1

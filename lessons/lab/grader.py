@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
+import inspect
 import json
 import time
 import traceback
@@ -20,7 +22,7 @@ from typing import Any
 import attrs
 
 from lessons.lab import seam, source, submission
-from lessons.lab.lessons import Lesson, TestCase, load_file, workloads_in
+from lessons.lab.lessons import Lesson, TestCase, all_lessons, load_file, workloads_in
 from lessons.lab.results import (
     BAD_SUBMISSION,
     GRADER_ERROR,
@@ -65,8 +67,9 @@ def select(lesson: Lesson, opts: Options) -> list[TestCase]:
 
 
 def _reproduce(lesson: Lesson, t: TestCase, opts: Options) -> str:
-    seed = opts.hidden_seed if t.hidden else opts.seed
-    return f"minikern lab check {lesson.id} -k {t.check.key} --seed {seed}"
+    if t.hidden:
+        return f"minikern lab check {lesson.id} -k {t.check.key} --hidden --seed {opts.hidden_seed}"
+    return f"minikern lab check {lesson.id} -k {t.check.key} --seed {opts.seed}"
 
 
 def _fail_all(
@@ -354,6 +357,29 @@ def grade_lesson(lesson: Lesson, folder: Path, opts: Options) -> LessonResult:
     return result
 
 
+@functools.cache
+def stripped(name: str) -> bool:
+    """Is lesson function ``name``'s reference missing from this package (a handout)?"""
+    try:
+        text = inspect.getsource(seam.reference(name))
+    except (OSError, TypeError, LookupError):
+        return False
+    return "NotImplementedError(" in text and "is yours to write" in text
+
+
+def _stand_ins(lesson: Lesson, folder: Path) -> list[tuple[Lesson, str]]:
+    """In a handout, other lessons' references are gone: the student's own answers to
+    them (when they pass the static checks) stand in, so lesson N can run."""
+    out = []
+    for other in all_lessons(lesson.path.parent):
+        if other.id != lesson.id and any(stripped(f) for f in other.functions):
+            try:
+                out.append((other, submission.check_file(other, folder)))
+            except submission.SubmissionError:
+                continue
+    return out
+
+
 def _grade(lesson: Lesson, folder: Path, tests: list[TestCase], opts: Options) -> LessonResult:
     try:
         text = submission.check_file(lesson, folder)
@@ -361,8 +387,10 @@ def _grade(lesson: Lesson, folder: Path, tests: list[TestCase], opts: Options) -
         return _fail_all(lesson, tests, BAD_SUBMISSION, str(exc), opts)
     runs = _runs(lesson, tests, opts)
     tree = source.child_tree(lesson)
-    staged = submission.stage(lesson, text)
+    others = _stand_ins(lesson, folder)
+    staged = submission.stage(lesson, text, {o.id: t for o, t in others})
     job = {
+        "also": [{"file": f"{o.id}.py", "functions": list(o.functions)} for o, _ in others],
         "lesson": lesson.id,
         "functions": list(lesson.functions),
         "file": f"{lesson.id}.py",

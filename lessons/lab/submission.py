@@ -100,12 +100,15 @@ def check_file(lesson: Lesson, folder: Path) -> str:
     return source
 
 
-def stage(lesson: Lesson, source: str) -> Path:
-    """A fresh folder holding only ``<id>.py`` (what the child sees of the submission)."""
+def stage(lesson: Lesson, source: str, others: dict[str, str] | None = None) -> Path:
+    """A fresh folder holding only ``<id>.py`` (and the checked ``others``, id -> source):
+    what the child sees of the submission."""
     folder = Path(tempfile.mkdtemp(prefix="minikern-sub-"))
-    (folder / f"{lesson.id}.py").write_text(source, encoding="utf-8")
     os.chmod(folder, 0o755)
-    os.chmod(folder / f"{lesson.id}.py", 0o644)
+    for lesson_id, text in {**(others or {}), lesson.id: source}.items():
+        path = folder / f"{lesson_id}.py"
+        path.write_text(text, encoding="utf-8")
+        os.chmod(path, 0o644)
     return folder
 
 

@@ -175,3 +175,20 @@ def test_break_draws_the_run_and_loses_points(
     out = capsys.readouterr().out
     assert "hypercalls" in out
     assert "FAIL" in out
+
+
+def test_a_handout_grades_lesson_n_on_the_students_own_earlier_answers(tmp_path: Path) -> None:
+    out = tmp_path / "handout"
+    ids = workspace.handout(out)
+    first, second = ids[0], ids[1]
+    env = {**ENV, "PYTHONPATH": str(out)}
+    check = [sys.executable, "-m", "minikern", "lab", "check", second, "--work", "lab"]
+    answers = {lesson.id: source.solution_source(lesson) for lesson in all_lessons()}
+    for lesson_id in (first, second):
+        (out / "lab" / f"{lesson_id}.py").write_text(answers[lesson_id])
+    done = subprocess.run(check, cwd=out, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    (out / "lab" / f"{first}.py").unlink()
+    done = subprocess.run(check, cwd=out, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "is yours to write" in done.stdout
