@@ -184,7 +184,7 @@ def test_a_handout_grades_lesson_n_on_the_students_own_earlier_answers(tmp_path:
     env = {**ENV, "PYTHONPATH": str(out)}
     check = [sys.executable, "-m", "minikern", "lab", "check", second, "--work", "lab"]
     answers = {lesson.id: source.solution_source(lesson) for lesson in all_lessons()}
-    for lesson_id in (first, second):
+    for lesson_id in ids:
         (out / "lab" / f"{lesson_id}.py").write_text(answers[lesson_id])
     done = subprocess.run(check, cwd=out, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
