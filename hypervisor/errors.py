@@ -55,7 +55,7 @@ class HypercallError(OSError):
     """A hypercall was refused.
 
     Raised when: Xen would have returned a negative errno. ``errno`` is the
-    positive value (``errno.EINVAL``...), ``done`` the number of requests that
+    positive value, Linux's (``abi.EINVAL``...), ``done`` the number of requests that
     completed before the failing one (they stay applied, as in Xen), ``rule``
     the stable id of the broken rule (see :mod:`hypervisor.rules`), ``op`` the
     hypercall's name.

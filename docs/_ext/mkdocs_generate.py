@@ -382,6 +382,11 @@ class OptionalTocTree(TocTree):
 
     def run(self) -> list[nodes.Node]:
         found = self.env.found_docs
+        for entry in self.content:
+            # Re-read this page when an entry appears, changes or goes (a missing
+            # dependency keeps the page outdated until the file exists).
+            name = docname_join(self.env.docname, entry.strip())
+            self.env.note_dependency(str(Path(self.env.srcdir) / f"{name}.md"))
         kept = [e for e in self.content if docname_join(self.env.docname, e.strip()) in found]
         self.content = StringList(kept)
         return super().run()
