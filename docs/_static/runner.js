@@ -64,9 +64,8 @@
     pyodide.FS.writeFile("/home/pyodide/mkdocs/mk_runner.py", runner);
     pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide/mkdocs')");
     mark("wheels");
-    progress(block, "Importing hypervisor and minikern…", ++step, total);
+    progress(block, "Loading the runner…", ++step, total);
     const mod = pyodide.pyimport("mk_runner");
-    pyodide.runPython("import hypervisor, minikern");
     mark("import");
     namespace = pyodide.globals.get("dict")();
     namespace.set("__name__", "__main__");
