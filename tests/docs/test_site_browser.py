@@ -6,6 +6,7 @@ request left 127.0.0.1, open a hint, and save a screenshot
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -19,7 +20,10 @@ from site_builder import ROOT, ensure_built
 
 from minikern.cli.docs import make_server
 
-CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+CHROMIUM = Path(
+    os.environ.get("MINIKERN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+)
+"""Debian's Chromium (``MINIKERN_CHROMIUM`` names another binary)."""
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -33,7 +37,7 @@ RUN_TIMEOUT_MS = 120_000
 
 if not CHROMIUM.exists():
     pytest.skip(
-        "no Chromium at /usr/bin/chromium: `apt-get install -y chromium` runs the browser tests",
+        f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` runs the browser tests",
         allow_module_level=True,
     )
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
