@@ -21,6 +21,11 @@ def _check_fastpath(_inst: object, _attr: object, value: str) -> None:
         raise ValueError(f"fastpath must be 'modern' or 'pre-4.8', not {value!r}")
 
 
+def _check_bool(_inst: object, attr: attrs.Attribute[bool], value: object) -> None:
+    if type(value) is not bool:
+        raise TypeError(f"{attr.name} must be True or False, not {value!r}")
+
+
 @attrs.frozen
 class Config:
     """Which Xen behaviours are in force.
@@ -36,7 +41,7 @@ class Config:
       the domain's TLBs after changing any L2/L3/L4 entry.
     """
 
-    linear_pt: bool = True
-    linear_single_level: bool = True
+    linear_pt: bool = attrs.field(default=True, validator=_check_bool)
+    linear_single_level: bool = attrs.field(default=True, validator=_check_bool)
     fastpath: Fastpath = attrs.field(default="modern", validator=_check_fastpath)
-    flush_on_l2plus_update: bool = True
+    flush_on_l2plus_update: bool = attrs.field(default=True, validator=_check_bool)

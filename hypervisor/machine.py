@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import attrs
 
 from hypervisor import abi
+from hypervisor.argcheck import need_bool, need_instance, need_int
 from hypervisor.builder import build_domain
 from hypervisor.config import Config
 from hypervisor.console import Refusal
@@ -18,7 +19,12 @@ from hypervisor.mm.state import INVALID_M2P_ENTRY, IO_FRAMES, XEN_FRAMES, XenSta
 from hypervisor.trace import DomainSpec, Tracer
 from hypervisor.vcpu import VCpu
 
-__all__ = ["Domain", "Hypervisor", "Stats"]
+__all__ = ["MAX_FRAMES", "MAX_VCPUS", "Domain", "Hypervisor", "Stats"]
+
+MAX_FRAMES = 1 << 40
+"""x86-64's 52-bit physical addresses: 2**40 frames of 4 KiB."""
+MAX_VCPUS = 512
+"""More vCPUs than any lesson needs (Xen's own limit for PV guests is higher)."""
 
 
 class Domain:
@@ -84,8 +90,9 @@ class Hypervisor:
     """
 
     def __init__(self, total_frames: int = 16384, config: Config | None = None) -> None:
-        if type(total_frames) is not int or total_frames < IO_FRAMES + XEN_FRAMES + 16:
-            raise ValueError(f"a machine needs more than {IO_FRAMES + XEN_FRAMES + 16} frames")
+        need_int("total_frames", total_frames, IO_FRAMES + XEN_FRAMES + 16, MAX_FRAMES)
+        if config is not None:
+            need_instance("config", config, Config, "a hypervisor.Config or None")
         self.config = config if config is not None else Config()
         self._xen = XenState(total_frames, self.config)
         self.domains: list[Domain] = []
@@ -106,7 +113,19 @@ class Hypervisor:
     def create_domain(
         self, nr_pages: int, *, privileged: bool = False, guest_width: int = 64, vcpus: int = 1
     ) -> Domain:
-        """Run the domain builder; domain ids are handed out 0, 1, 2, ..."""
+        """Run the domain builder; domain ids are handed out 0, 1, 2, ...
+        ValueError if the machine has too few free frames for it."""
+        need_int("nr_pages", nr_pages, 1)
+        need_bool("privileged", privileged)
+        need_int("guest_width", guest_width)
+        if guest_width not in (32, 64):
+            raise ValueError(f"guest_width must be 32 or 64, not {guest_width}")
+        need_int("vcpus", vcpus, 1, MAX_VCPUS)
+        if nr_pages + 1 > self._xen.free_frame_count():
+            raise ValueError(
+                f"nr_pages {nr_pages} (+1 for shared_info) is more than the machine's "
+                f"{self._xen.free_frame_count()} free frames"
+            )
         tracer = self._xen.tracer
         spec = DomainSpec(nr_pages, privileged, guest_width, vcpus, len(tracer.records))
         built = build_domain(self._xen, len(self.domains), nr_pages, privileged, guest_width, vcpus)
@@ -117,13 +136,20 @@ class Hypervisor:
         return dom
 
     def domain(self, domid: int) -> Domain:
+        """The domain with id ``domid``; ValueError if there is none."""
+        need_int("domid", domid)
+        if not 0 <= domid < len(self.domains):
+            raise ValueError(
+                f"domid {domid}: there is no domain {domid} ({len(self.domains)} exist)"
+            )
         return self.domains[domid]
 
     # -- introspection ------------------------------------------------------------
 
     def _check_mfn(self, mfn: int) -> None:
-        if type(mfn) is not int or not 0 <= mfn < self.total_frames:
-            raise ValueError(f"mfn {mfn!r} is not a frame of this machine")
+        need_int("mfn", mfn)
+        if not 0 <= mfn < self.total_frames:
+            raise ValueError(f"mfn {mfn:#x} is not a frame of this machine")
 
     def frame(self, mfn: int) -> FrameInfo:
         """A snapshot of frame ``mfn``'s metadata."""
@@ -148,8 +174,10 @@ class Hypervisor:
         console, ``xl dmesg``): refused hypercalls, refused multicall entries,
         refused trapped writes; with ``clear`` the log is emptied
         (``xl dmesg -c``). See :mod:`hypervisor.console`."""
-        if type(domid) is not int or domid not in self._xen.domains:
-            raise ValueError(f"there is no domain {domid!r}")
+        need_int("domid", domid)
+        need_bool("clear", clear)
+        if domid not in self._xen.domains:
+            raise ValueError(f"domid {domid}: there is no domain {domid}")
         return self._xen.domains[domid].console.read(clear)
 
     def audit(self) -> list[Violation]:

@@ -26,6 +26,7 @@ names no vCPU of the machine is a divergence, not a crash.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeGuard
@@ -33,6 +34,7 @@ from typing import Any, TypeGuard
 import attrs
 
 from hypervisor import rules
+from hypervisor.argcheck import need_bool, need_instance, need_int
 from hypervisor.config import Config
 from hypervisor.errors import HypercallError, PageFault
 from hypervisor.hypercalls import TABLE
@@ -66,6 +68,7 @@ __all__ = [
     "StoreRecord",
 ]
 
+_RECORD_TYPES = typing.get_args(Record)
 _CALLS = frozenset(spec.name for spec in TABLE.values())
 Step = HypercallRecord | StoreRecord | LoadRecord
 
@@ -136,6 +139,8 @@ def machine(header: TraceHeader, *, with_domains: bool = True) -> Hypervisor:
     """A fresh machine as the header describes it, its tracer carrying the
     header's seed and notes (every domain created, in order, unless
     ``with_domains`` is false). ValueError if it cannot be built."""
+    need_instance("header", header, TraceHeader, "a TraceHeader (see replay.parse)")
+    need_bool("with_domains", with_domains)
     try:
         config = Config(**header.config)
         xen = Hypervisor(total_frames=header.total_frames, config=config)
@@ -162,8 +167,12 @@ def run(trace: Trace, *, at: int | None = None, xen: Hypervisor | None = None) -
     if not isinstance(trace, Trace):
         raise TypeError(f"trace must be a replay.Trace (see replay.parse), not {trace!r}")
     total = len(trace.steps)
-    if at is not None and (type(at) is not int or not 0 <= at <= total):
-        raise ValueError(f"at must be a step number 0..{total}, not {at!r}")
+    if at is not None:
+        need_int("at", at)
+        if not 0 <= at <= total:
+            raise ValueError(f"at must be a step number 0..{total}, not {at}")
+    if xen is not None:
+        need_instance("xen", xen, Hypervisor, "a hypervisor.Hypervisor or None")
     pending: list[DomainSpec] = []
     if xen is None:
         if trace.header is None:
@@ -178,7 +187,12 @@ def run(trace: Trace, *, at: int | None = None, xen: Hypervisor | None = None) -
 def replay(records: Iterable[Record], xen: Hypervisor) -> list[Divergence]:
     """Re-issue every step of ``records`` on ``xen`` (already built as the
     original was); the divergences, in order (empty: identical)."""
+    need_instance("records", records, Iterable, "an iterable of trace records")
+    need_instance("xen", xen, Hypervisor, "a hypervisor.Hypervisor")
     recs = tuple(records)
+    for rec in recs:
+        if not isinstance(rec, _RECORD_TYPES):
+            raise TypeError(f"records must hold trace records, not {type(rec).__name__}")
     return _replay(recs, xen, len(recs), [])[0]
 
 

@@ -197,6 +197,14 @@ Record = (
     HypercallRecord | TrappedWriteRecord | PageFaultRecord | FlushRecord | StoreRecord | LoadRecord
 )
 Listener = Callable[[Record], None]
+_RECORD_TYPES = (
+    HypercallRecord,
+    TrappedWriteRecord,
+    PageFaultRecord,
+    FlushRecord,
+    StoreRecord,
+    LoadRecord,
+)
 
 FORMAT = 1
 """The version of the JSON-lines trace format (the header's ``format``)."""
@@ -273,15 +281,24 @@ class Tracer:
         return self.clock
 
     def emit(self, record: Record) -> None:
+        """Append ``record`` (if enabled) and show it to every listener."""
+        if not isinstance(record, _RECORD_TYPES):
+            raise TypeError(f"record must be a trace record, not {type(record).__name__}")
         if self.enabled:
             self.records.append(record)
         for listener in self._listeners:
             listener(record)
 
     def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(record)`` for every record made from now on."""
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, not {type(listener).__name__}")
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``; ValueError if it was never added."""
+        if listener not in self._listeners:
+            raise ValueError(f"listener {listener!r:.60} was never added")
         self._listeners.remove(listener)
 
     def __iter__(self) -> Iterator[Record]:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from hypervisor import abi
+from hypervisor.argcheck import need_instance, need_int
 from hypervisor.errors import PF_PRESENT, PF_USER, PF_WRITE, PageFault
 from hypervisor.hw import WalkFault
 from hypervisor.hypercalls import invoke
@@ -20,6 +21,12 @@ from hypervisor.trace import LoadRecord, PageFaultRecord, StoreRecord
 __all__ = ["VCpu"]
 
 _SIZES = (1, 2, 4, 8)
+
+
+def _check_size(size: object) -> None:
+    need_int("size", size)
+    if size not in _SIZES:
+        raise ValueError(f"size must be 1, 2, 4 or 8, not {size}")
 
 
 class VCpu:
@@ -104,17 +111,16 @@ class VCpu:
 
     def load(self, va: int, size: int = 8) -> int:
         """Read a little-endian integer of ``size`` bytes (1, 2, 4, 8) at ``va``."""
-        if size not in _SIZES:
-            raise ValueError(f"size must be 1, 2, 4 or 8, not {size!r}")
+        _check_size(size)
         return int.from_bytes(self.read(va, size), "little")
 
     def store(self, va: int, value: int, size: int = 8) -> None:
         """Write ``value`` as ``size`` little-endian bytes at ``va``. A store
         through a read-only mapping of a live L1 may be emulated (ptwr)."""
-        if size not in _SIZES:
-            raise ValueError(f"size must be 1, 2, 4 or 8, not {size!r}")
-        if type(value) is not int or not 0 <= value < 1 << (8 * size):
-            raise ValueError(f"{value!r} does not fit in {size} bytes")
+        _check_size(size)
+        need_int("value", value)
+        if not 0 <= value < 1 << (8 * size):
+            raise ValueError(f"value {value:#x} does not fit in {size} bytes")
         data = value.to_bytes(size, "little")
         self._record_store(va, data, "store")
         if type(va) is int and (va & 0xFFF) + size > 4096:
@@ -155,10 +161,7 @@ class VCpu:
     def read(self, va: int, n: int) -> bytes:
         """``n`` bytes from ``va`` (may cross pages). A read that walks the
         tables (or faults) is traced as a :class:`LoadRecord`."""
-        if type(n) is not int:
-            raise TypeError(f"n must be an int (a length), not {type(n).__name__}")
-        if n < 0:
-            raise ValueError(f"n must be a length >= 0, not {n}")
+        need_int("n", n, 0)
         tracer, mmu = self._xen.tracer, self._v.mmu
         clock, walks = tracer.clock, mmu.walks
         try:
@@ -173,6 +176,8 @@ class VCpu:
                 tracer.emit(LoadRecord(clock, v.domain.domid, v.vcpu_id, at, n, v.in_user_mode))
 
     def _read(self, va: int, n: int) -> bytes:
+        if type(va) is not int:
+            self._translate(va, write=False)  # not an address: a page fault
         out = bytearray()
         mem = self._xen.mem
         while len(out) < n:
@@ -187,9 +192,12 @@ class VCpu:
         return bytes(out)
 
     def write(self, va: int, data: bytes) -> None:
-        """Write ``data`` at ``va`` (may cross pages)."""
+        """Write ``data`` (bytes-like) at ``va`` (may cross pages)."""
+        need_instance("data", data, (bytes, bytearray, memoryview), "bytes")
         data = bytes(data)
         self._record_store(va, data, "write")
+        if type(va) is not int and data:
+            self._translate(va, write=True)  # not an address: a page fault
         pos = 0
         while pos < len(data):
             off = va & 0xFFF

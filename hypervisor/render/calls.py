@@ -12,10 +12,12 @@ from rich import box
 from rich._export_format import CONSOLE_SVG_FORMAT
 from rich.console import Console, RenderableType
 from rich.panel import Panel
+from rich.protocol import is_renderable
 from rich.table import Table
 from rich.text import Text
 
 from hypervisor import abi
+from hypervisor.argcheck import need_instance, need_int
 from hypervisor.errors import HypercallError
 from hypervisor.machine import Hypervisor
 from hypervisor.render.common import entry_text
@@ -121,9 +123,16 @@ def _multicall(entries: Sequence[Any]) -> str:
     return f"{len(entries)} entries: " + ", ".join(names)
 
 
+def _need_machine_or_none(xen: object) -> None:
+    if xen is not None:
+        need_instance("xen", xen, Hypervisor, "a hypervisor.Hypervisor or None")
+
+
 def decode_args(rec: HypercallRecord, xen: Hypervisor | None = None) -> str:
     """A compact, readable decoding of a hypercall's arguments. Arguments
     the hypercall refused as unreadable are shown as Python wrote them."""
+    need_instance("rec", rec, HypercallRecord, "a HypercallRecord")
+    _need_machine_or_none(xen)
     a = rec.args
     try:
         if rec.op == "mmu_update":
@@ -164,6 +173,8 @@ def hypercall_log(records: Iterable[Record], *, xen: Hypervisor | None = None) -
     vCPU, call, decoded arguments, result (``ok`` or the errno name, the
     broken rule and how many requests were done). With ``xen``, table slots
     are labelled with the frame's current type."""
+    need_instance("records", records, Iterable, "an iterable of trace records")
+    _need_machine_or_none(xen)
     calls = sorted((r for r in records if isinstance(r, HypercallRecord)), key=lambda r: r.clock)
     table = Table(title="hypercalls", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("clock", justify="right")
@@ -188,6 +199,7 @@ def hypercall_log(records: Iterable[Record], *, xen: Hypervisor | None = None) -
 def audit_verdict(xen: Hypervisor) -> Text:
     """``audit: 0 violations, 0 frames leaked`` in green, or the same line in
     red followed by one line per violation."""
+    need_instance("xen", xen, Hypervisor, "a hypervisor.Hypervisor")
     found = xen.audit()
     leaked = sum(v.check == "leak" for v in found)
     plural = "violation" if len(found) == 1 else "violations"
@@ -204,6 +216,7 @@ def audit_verdict(xen: Hypervisor) -> Text:
 def explain(exc: HypercallError) -> Panel:
     """A refused hypercall for a student: the call, the errno, the rule it
     broke (with where Xen enforces it) and the message."""
+    need_instance("exc", exc, HypercallError, "a HypercallError (a refused hypercall)")
     body = Table.grid(padding=(0, 1))
     body.add_column(style="bold")
     body.add_column()
@@ -227,6 +240,10 @@ from a CDN by default; ours uses the reader's monospace font and fetches nothing
 def to_svg(renderable: RenderableType, width: int = 100, title: str = "minikern") -> str:
     """``renderable`` drawn as an SVG terminal screenshot (for the docs); the
     SVG refers to nothing outside itself."""
+    if not is_renderable(renderable):
+        raise TypeError(f"renderable must be something rich can draw, not {renderable!r:.40}")
+    need_int("width", width, 20, 1000)
+    need_instance("title", title, str, "a str")
     console = Console(width=width, record=True, file=io.StringIO(), color_system="truecolor")
     console.print(renderable)
     return console.export_svg(title=title, code_format=SVG_FORMAT)

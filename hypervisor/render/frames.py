@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hypervisor import abi
+from hypervisor.argcheck import need_instance, need_int
 from hypervisor.machine import Hypervisor
 from hypervisor.mm.frames import PageInfo
 from hypervisor.mm.state import IO_FRAMES
@@ -25,6 +26,10 @@ __all__ = ["frame_table", "memory_map"]
 
 
 # -- the frame table ------------------------------------------------------------
+
+
+def _need_machine(xen: object) -> None:
+    need_instance("xen", xen, Hypervisor, "a hypervisor.Hypervisor")
 
 
 def _interesting(pg: PageInfo) -> bool:
@@ -47,6 +52,13 @@ def frame_table(
     pinned and the linear count. Without ``mfns``: every frame that is a page
     table or pinned (of domain ``domid`` if given); with ``mfns``: exactly
     those frames (``domid`` still filters)."""
+    _need_machine(xen)
+    if domid is not None:
+        need_int("domid", domid)
+    if mfns is not None:
+        mfns = list(need_instance("mfns", mfns, Iterable, "an iterable of mfns or None"))
+        for mfn in mfns:
+            need_int("mfns", mfn, 0, xen.total_frames - 1)
     if mfns is None:
         chosen = _default_mfns(xen, domid)
         title = "page-table and pinned frames"
@@ -184,6 +196,8 @@ def memory_map(xen: Hypervisor, *, width: int = 64) -> Group:
     glyphs a row, each row labelled with its first mfn, then a legend with
     the frame count of each kind. Tables are ``1``-``4`` in their domain's
     colour (reversed when pinned), data a per-domain letter."""
+    _need_machine(xen)
+    need_int("width", width, 8, 1024)
     total = xen.total_frames
     per = max(1, -(-total // (width * MAX_ROWS)))
     cells, totals = _cell_kinds(xen, per)

@@ -16,6 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from hypervisor import abi
+from hypervisor.argcheck import need_instance, need_int
 from hypervisor.machine import Hypervisor
 from hypervisor.mm.frames import FrameInfo, PageType
 from hypervisor.mm.upper import PAE_FIRST_XEN_L2_SLOT, XEN_L4_SLOTS
@@ -35,6 +36,12 @@ def _canonical(va: int) -> int:
 def va_range(prefix: int, level: int, slot: int, levels: int) -> tuple[int, int]:
     """The first and last VA covered by ``slot`` of a level-``level`` table
     reached by the VA bits ``prefix``; canonical for 4 levels, 32-bit for 3."""
+    need_int("prefix", prefix, 0, (1 << 64) - 1)
+    need_int("level", level, 1, 4)
+    need_int("slot", slot, 0, 511)
+    need_int("levels", levels)
+    if levels not in (3, 4) or level > levels:
+        raise ValueError(f"levels must be 3 or 4 (and at least level {level}), not {levels}")
     start = prefix | slot << _SHIFT[level]
     end = start + (1 << _SHIFT[level]) - 1
     if levels == 4:
@@ -175,8 +182,12 @@ def page_table_tree(
     """The address space rooted at table ``root_mfn``: L4 -> L3 -> L2 -> L1
     (``levels=3`` for a 32-bit PAE guest: L3 -> L2 -> L1). Only validated
     tables of the expected type are expanded; any other target is named."""
+    need_instance("xen", xen, Hypervisor, "a hypervisor.Hypervisor")
+    need_int("root_mfn", root_mfn, 0, xen.total_frames - 1)
+    need_int("levels", levels)
     if levels not in (3, 4):
-        raise ValueError(f"levels must be 3 or 4, not {levels!r}")
+        raise ValueError(f"levels must be 3 or 4, not {levels}")
+    need_int("max_children", max_children, 1)
     info = xen.frame(root_mfn)
     if info.type is not PageType(levels) or not info.type_count:
         return Tree(
