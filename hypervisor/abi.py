@@ -265,13 +265,19 @@ FIRST_RESERVED_GDT_ENTRY = 14 * 512
 # Request records. They accept any values when built; the hypercall checks them.
 
 
+def hex_repr(value: object) -> str:
+    """Ints in hex (frames, addresses, entries), anything else as ``repr``:
+    the ``repr`` of every field that holds a frame, address or entry."""
+    return f"{value:#x}" if type(value) is int else repr(value)
+
+
 @attrs.frozen
 class MmuUpdate:
     """``struct mmu_update``: ``ptr`` is a machine address whose low 3 bits carry
     the command; ``val`` the new entry (or, for MACHPHYS, the pfn)."""
 
-    ptr: Any
-    val: Any
+    ptr: Any = attrs.field(repr=hex_repr)
+    val: Any = attrs.field(repr=hex_repr)
 
 
 @attrs.frozen
@@ -280,8 +286,8 @@ class MmuExtOp:
     ``nr_ents``, a vCPU mask (an int bitmap) or ``src_mfn``."""
 
     cmd: Any
-    arg1: Any = 0
-    arg2: Any = 0
+    arg1: Any = attrs.field(default=0, repr=hex_repr)
+    arg2: Any = attrs.field(default=0, repr=hex_repr)
 
 
 @attrs.frozen

@@ -54,7 +54,7 @@ class Refusal:
     done: int = 0
     multicall_slot: int | None = None
     """For an entry of a multicall: its index in the batch."""
-    va: int | None = None
+    va: int | None = attrs.field(default=None, repr=abi.hex_repr)
     """For a trapped write: the virtual address stored to."""
 
     @property

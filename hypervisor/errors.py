@@ -32,13 +32,18 @@ class GuestError(Exception):
         """The entry being written when the rule broke, as ``(level, mfn, slot)``."""
         self.context = ""
         """What was refused, e.g. ``MMUEXT_PIN_L1_TABLE of mfn 0x1234``."""
+        self.hint = ""
+        """A question for the classic confusion behind this refusal, if any."""
+        self.refused_entry: int | None = None
+        """The entry value refused, when an entry's own bits broke the rule."""
 
     @property
     def errno(self) -> int:
         return self.rule.errno
 
     def explain(self) -> str:
-        """The entry being written, the validation path, the detail and the rule."""
+        """The entry being written, the validation path, the detail, the rule
+        and the hint."""
         parts = []
         if self.entry is not None:
             lv, mfn, slot = self.entry
@@ -46,9 +51,12 @@ class GuestError(Exception):
         if self.path:
             hops = " -> ".join(f"L{lv} mfn {mfn:#x} slot {slot}" for lv, mfn, slot in self.path)
             parts.append(f"while validating {hops}")
-        parts.append(self.detail)
+        if self.detail:
+            parts.append(self.detail)
         text = ": ".join(parts)
-        return f"{text}; {self.rule.principle} — {self.rule.fix}"
+        head = f"{text}; " if text else ""
+        hint = f". Hint: {self.hint}" if self.hint else ""
+        return f"{head}{self.rule.principle} — {self.rule.fix}{hint}"
 
 
 class HypercallError(OSError):

@@ -55,22 +55,19 @@ __all__ = [
     "L4_DISALLOW_MASK",
     "L4_XEN_SLOT",
     "LINEAR_CHAIN",
-    "LINEAR_CROSS_DOMAIN",
     "LINEAR_DISABLED",
-    "LINEAR_NOT_VALIDATED",
     "LINEAR_WRITABLE",
     "MACHPHYS_FOREIGN_PFD",
     "MACHPHYS_NOT_OWNED",
     "MMUEXT_BAD_LDT",
-    "MMUEXT_BAD_VCPUMASK",
     "MMUEXT_CACHE_FLUSH_DENIED",
     "MMUEXT_FD_NOT_PV",
     "MMUEXT_FOREIGN_OP",
     "MMUEXT_NO_SUPERPAGES",
     "MMUEXT_UNKNOWN_COMMAND",
     "MMU_FOREIGN_UPPER_LEVEL",
-    "MMU_PTR_FRAME_NOT_OWNED",
     "MMU_PTR_FRAME_WRONG_TYPE",
+    "MMU_PTR_FRAME_NOT_OWNED",
     "MMU_UNKNOWN_COMMAND",
     "MULTICALL_ARITY",
     "MULTICALL_NESTED",
@@ -173,8 +170,8 @@ FOREIGNDOM_SELF_ID: Final = _r(
 FOREIGNDOM_UNKNOWN: Final = _r(
     "foreigndom.unknown",
     E.ESRCH,
-    "no such domain",
-    "name an existing domain",
+    "foreigndom must name an existing domain",
+    "use DOMID_SELF, or the id of a running domain",
     "get_pg_owner / rcu_lock_domain_by_any_id",
 )
 FOREIGNDOM_NOT_PRIVILEGED: Final = _r(
@@ -239,21 +236,21 @@ ENTRY_DISALLOWED_FLAGS: Final = _r(
 L1_IO_NO_PERMISSION: Final = _r(
     "l1.io-no-permission",
     E.EPERM,
-    "mapping I/O memory needs I/O-memory permission (the first MiB belongs to DOMID_IO)",
+    "mapping I/O memory needs I/O privileges",
     "map RAM you own instead",
     "get_page_from_l1e",
 )
 L1_INVALID_MFN: Final = _r(
     "l1.invalid-mfn",
     E.EINVAL,
-    "INVALID_MFN can never be mapped",
+    "INVALID_MFN (all ones) marks a missing frame and can never be mapped",
     "map a real frame",
     "get_page_from_l1e",
 )
 L1_FREE_FRAME: Final = _r(
     "l1.free-frame",
     E.EBUSY,
-    "a frame nobody owns (free memory) cannot be mapped",
+    "a free frame cannot be mapped: Xen may hand it to another domain at any time",
     "map only frames your domain owns",
     "get_page_from_l1e",
 )
@@ -269,7 +266,7 @@ L1_WRITABLE_PAGETABLE: Final = _r(
     "l1.writable-pagetable",
     E.EBUSY,
     "a frame in use as a page table (or descriptor page) may never be mapped writable",
-    "map it read-only, or unpin and unlink it first so its type count drops to 0",
+    "map it read-only, or first release every use of it as a table so its type count drops to 0",
     "get_page_from_l1e -> get_page_type(PGT_writable_page)",
 )
 L1_CACHE_ATTR_XEN_HEAP: Final = _r(
@@ -307,13 +304,6 @@ LINEAR_WRITABLE: Final = _r(
     "clear RW in the entry",
     "get_lN_linear_pagetable",
 )
-LINEAR_CROSS_DOMAIN: Final = _r(
-    "linear.cross-domain",
-    E.EINVAL,
-    "linear entries may not cross domains",
-    "link only your own tables",
-    "get_lN_linear_pagetable",
-)
 LINEAR_CHAIN: Final = _r(
     "linear.chain",
     E.EINVAL,
@@ -321,13 +311,6 @@ LINEAR_CHAIN: Final = _r(
     "and a table with linear entries may not be a linear target (XSA-240)",
     "keep the recursive mapping to one level",
     "inc_linear_entries / inc_linear_uses",
-)
-LINEAR_NOT_VALIDATED: Final = _r(
-    "linear.not-validated",
-    E.EINVAL,
-    "a linear entry may only point at an already validated table of the same level",
-    "validate (pin) the target first",
-    "get_lN_linear_pagetable",
 )
 L4_XEN_SLOT: Final = _r(
     "l4.xen-slot",
@@ -383,14 +366,14 @@ TYPE_MISMATCH: Final = _r(
     "type.mismatch",
     E.EINVAL,
     "a frame has one type at a time, and the type can change only when its type count is 0",
-    "use the frame at the level it already has, or drop every use first",
+    "use the frame at the level it already has, or first release every use named",
     "_get_page_type",
 )
 TYPE_IN_USE: Final = _r(
     "type.in-use",
     E.EINVAL,
     "a frame in use as a page table or descriptor page cannot be written as plain memory",
-    "unpin and unlink it first",
+    "first release every use named (unpin it, load another base, clear the entries pointing at it)",
     "_get_page_type(PGT_writable_page)",
 )
 PIN_NOT_OWNED: Final = _r(
@@ -403,7 +386,7 @@ PIN_NOT_OWNED: Final = _r(
 PIN_ALREADY_PINNED: Final = _r(
     "pin.already-pinned",
     E.EINVAL,
-    "pins are not nested: the frame is already pinned",
+    "pins are not nested: a table is pinned at most once",
     "pin each table once",
     "do_mmuext_op: MMUEXT_PIN_*",
 )
@@ -417,7 +400,7 @@ UNPIN_NOT_OWNED: Final = _r(
 UNPIN_NOT_PINNED: Final = _r(
     "unpin.not-pinned",
     E.EINVAL,
-    "the frame is not pinned",
+    "only a pinned table can be unpinned",
     "unpin only what you pinned",
     "do_mmuext_op: MMUEXT_UNPIN_TABLE",
 )
@@ -477,13 +460,6 @@ MMUEXT_CACHE_FLUSH_DENIED: Final = _r(
     "do not flush caches from an unprivileged guest",
     "do_mmuext_op: MMUEXT_FLUSH_CACHE",
 )
-MMUEXT_BAD_VCPUMASK: Final = _r(
-    "mmuext.bad-vcpumask",
-    E.EINVAL,
-    "the vCPU bitmap cannot be read",
-    "pass a non-negative int bitmap",
-    "vcpumask_to_pcpumask",
-)
 MMUEXT_BAD_LDT: Final = _r(
     "mmuext.bad-ldt",
     E.EINVAL,
@@ -509,7 +485,7 @@ UVM_BAD_FLAGS: Final = _r(
 UVM_BAD_VA: Final = _r(
     "uvm.bad-va",
     E.EINVAL,
-    "the address is not a guest virtual address",
+    "update_va_mapping acts on guest virtual addresses only",
     "use a canonical address outside Xen's hole",
     "__do_update_va_mapping",
 )

@@ -21,6 +21,12 @@ from hypervisor.trace import LoadRecord, PageFaultRecord, StoreRecord
 __all__ = ["VCpu"]
 
 _SIZES = (1, 2, 4, 8)
+_NO_BASE = {
+    False: "no kernel base is loaded (cr3 is 0): load one with MMUEXT_NEW_BASEPTR",
+    True: "user mode, but no user base is loaded (user_base is 0):"
+    " give the vCPU one with MMUEXT_NEW_USER_BASEPTR before running user code",
+}
+"""Why an access faults on a vCPU with no page table loaded, by mode."""
 
 
 def _check_size(size: object) -> None:
@@ -106,7 +112,11 @@ class VCpu:
         if type(va) is not int or not guest_va_ok(v.domain, va):
             code = (PF_WRITE if write else 0) | (PF_USER if v.in_user_mode else 0)
             bad = va if type(va) is int else -1
-            raise self._fault(bad, code | PF_PRESENT, f"{va!r} is not a guest address")
+            what = f"{va:#x}" if type(va) is int else repr(va)
+            raise self._fault(bad, code | PF_PRESENT, f"{what} is not a guest address")
+        if not v.mmu.root:
+            code = (PF_WRITE if write else 0) | (PF_USER if v.in_user_mode else 0)
+            raise WalkFault(va, code, v.domain.levels, _NO_BASE[v.in_user_mode])
         return v.mmu.translate(va, write=write, user=v.in_user_mode)
 
     def load(self, va: int, size: int = 8) -> int:

@@ -20,6 +20,7 @@ from hypervisor.abi import (
     PAGE_SHIFT,
     PTE_MFN_MASK,
     Mfn,
+    pte_mfn,
 )
 from hypervisor.hw.memory import ZERO_WORDS, Memory
 from hypervisor.hw.tlb import Tlb, TlbEntry
@@ -79,9 +80,11 @@ def walk(
         table = (entry & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn
         lvl -= 1
     if user and not rights & _PAGE_USER:
-        raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, "a supervisor-only mapping")
+        why = _denied(mem, root, va, levels, _PAGE_USER, "supervisor-only")
+        raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, why)
     if write and not rights & _PAGE_RW:
-        raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, "a read-only mapping")
+        why = _denied(mem, root, va, levels, _PAGE_RW, "read-only")
+        raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, why)
     if set_ad:
         for tmfn, slot in unaccessed:
             mem.words(tmfn)[slot] |= _PAGE_ACCESSED
@@ -110,6 +113,23 @@ def _fault(va: int, write: bool, user: bool, lvl: int, table: Mfn, idx: int, e: 
         return WalkFault(va, _code(write, user), lvl, why)
     code = _code(write, user) | FAULT_PRESENT | FAULT_RSVD
     return WalkFault(va, code, lvl, "reserved bit (PSE)")
+
+
+def _denied(mem: Memory, root: Mfn, va: int, levels: int, bit: int, what: str) -> str:
+    """``"the leaf entry (L1 mfn 0x17a slot 3) is read-only"``: the first entry
+    of the (successful) walk of ``va`` that lacks ``bit`` -- walked again, as
+    only a fault needs it."""
+    table, lvl = root, levels
+    for shift, imask in _LEVELS[levels]:
+        idx = (va >> shift) & imask
+        e = mem.frames_words.get(table, ZERO_WORDS)[idx]
+        if not e & bit:
+            where = f"L{lvl} mfn {table:#x} slot {idx}"
+            if lvl == 1:
+                return f"the leaf entry ({where}) is {what}"
+            return f"the {where} entry above the leaf is {what}"
+        table, lvl = pte_mfn(e), lvl - 1
+    return f"a {what} mapping"  # pragma: no cover -- only called when one lacks it
 
 
 class Mmu:

@@ -25,7 +25,9 @@ def as_int(value: object, bits: int, what: str) -> int:
             raise GuestError(rules.ARGS_UNREADABLE, f"{what} is {value!r}, not an integer")
         value = int(value)
     if not 0 <= value < 1 << bits:
-        raise GuestError(rules.ARGS_OUT_OF_RANGE, f"{what} = {value} does not fit in {bits} bits")
+        raise GuestError(
+            rules.ARGS_OUT_OF_RANGE, f"{what} = {value:#x} does not fit in {bits} bits"
+        )
     return value
 
 

@@ -68,7 +68,7 @@ def invoke(
     traced = tuple(tuple(a) if isinstance(a, list) else a for a in args)
     try:
         if v.in_user_mode:
-            raise GuestError(rules.HYPERCALL_USER_MODE, f"{spec.name} issued from user mode")
+            raise GuestError(rules.HYPERCALL_USER_MODE, f"vCPU {v.vcpu_id} is in user mode")
         result = spec.fn(xen, v, *args)
     except GuestError as err:
         xen.tracer.emit(

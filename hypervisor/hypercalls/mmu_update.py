@@ -20,6 +20,7 @@ from hypervisor.hypercalls.common import get_pg_owner, ram_page
 from hypervisor.hypercalls.dispatch import hypercall
 from hypervisor.mm.domain import PvDomain, PvVcpu
 from hypervisor.mm.entries import mod_l1_entry, mod_upper_entry
+from hypervisor.mm.explain import held_by, not_owned
 from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.mm.refs import get_page_type, put_page_type
 from hypervisor.mm.state import XenState
@@ -151,8 +152,7 @@ def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad
     pg = ram_page(xen, mfn)
     if pg is None or pg.owner != pt_owner.domid or not pg.count:
         raise GuestError(
-            rules.MMU_PTR_FRAME_NOT_OWNED,
-            f"ptr {ptr:#x} lies in mfn {mfn:#x}, which d{pt_owner.domid} does not own",
+            rules.MMU_PTR_FRAME_NOT_OWNED, f"ptr {ptr:#x}: {not_owned(xen, mfn, pt_owner.domid)}"
         )
     t = pg.type
     if pg.type_count and pg.validated:
@@ -170,7 +170,8 @@ def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad
             xen.mem.words(mfn)[slot] = val
         else:
             raise GuestError(
-                rules.MMU_PTR_FRAME_WRONG_TYPE, f"mfn {mfn:#x} is a {t.name.lower()} page in use"
+                rules.MMU_PTR_FRAME_WRONG_TYPE,
+                f"mfn {mfn:#x} is {held_by(xen, mfn, pg)}",
             )
         return pg
     # Not in use as anything: a plain store, under a temporary writable type.
@@ -190,7 +191,5 @@ def _machphys_update(xen: XenState, ptr: int, val: int, batch: _Batch) -> None:
     mfn = maddr_mfn(ptr)
     pg = ram_page(xen, mfn)
     if pg is None or pg.owner != batch.pg_owner.domid or not pg.count:
-        raise GuestError(
-            rules.MACHPHYS_NOT_OWNED, f"mfn {mfn:#x} is not owned by d{batch.pg_owner.domid}"
-        )
+        raise GuestError(rules.MACHPHYS_NOT_OWNED, not_owned(xen, mfn, batch.pg_owner.domid))
     xen.m2p[mfn] = val

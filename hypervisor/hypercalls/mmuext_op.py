@@ -15,6 +15,7 @@ from hypervisor.hypercalls.args import as_int, as_sequence, mmuext_request
 from hypervisor.hypercalls.common import get_pg_owner, guest_va_ok, ram_page
 from hypervisor.hypercalls.dispatch import hypercall
 from hypervisor.mm.domain import PvDomain, PvVcpu
+from hypervisor.mm.explain import domain_name, held_by, not_owned, type_name
 from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.mm.refs import get_page, get_page_type, put_page, put_page_and_type
 from hypervisor.mm.state import XenState
@@ -43,7 +44,7 @@ def do_mmuext_op(xen: XenState, v: PvVcpu, ops: Any, foreigndom: Any = DOMID_SEL
     d = v.domain
     pg_owner = get_pg_owner(xen, d, as_int(foreigndom, 16, "foreigndom"))
     if pg_owner is xen.dom_io or pg_owner is xen.dom_xen:
-        raise GuestError(rules.MMUEXT_FD_NOT_PV, f"foreigndom d{pg_owner.domid:#x}")
+        raise GuestError(rules.MMUEXT_FD_NOT_PV, f"foreigndom is {domain_name(pg_owner.domid)}")
     if pg_owner is not d and not d.privileged:
         raise GuestError(
             rules.FOREIGNDOM_NOT_PRIVILEGED, f"d{d.domid} may not act on d{pg_owner.domid}"
@@ -80,23 +81,24 @@ def _context(i: int, n: int, cmd: int, arg1: int) -> str:
 _MFN_COMMANDS = {0, 1, 2, 3, 4, 5, 15, 16, 17}
 
 
-def _owned(xen: XenState, mfn: Mfn, owner: PvDomain, refuse: Rule, what: str) -> PageInfo:
+def _owned(xen: XenState, mfn: Mfn, owner: PvDomain, refuse: Rule, role: str = "") -> PageInfo:
     """Take a general reference on ``mfn`` for ``owner`` or refuse with rule
-    ``refuse`` (mm.c ``get_page_from_mfn``). Released with ``put_page``."""
+    ``refuse`` (mm.c ``get_page_from_mfn``). Released with ``put_page``.
+    ``role`` names the argument in the message (``"the source: "``)."""
     pg = ram_page(xen, mfn)
     if not get_page(pg, owner.domid):
-        raise GuestError(refuse, f"{what} mfn {mfn:#x} is not owned by d{owner.domid}")
+        raise GuestError(refuse, f"{role}{not_owned(xen, mfn, owner.domid)}")
     assert pg is not None
     return pg
 
 
 def _get_page_and_type(
-    xen: XenState, mfn: Mfn, owner: PvDomain, t: PageType, refuse: Rule, what: str
+    xen: XenState, mfn: Mfn, owner: PvDomain, t: PageType, refuse: Rule, role: str = ""
 ) -> PageInfo:
     """A general and a type-``t`` reference together, or neither: ``refuse``
     when ``owner`` does not own the frame, the type's own rule otherwise
     (mm.h ``get_page_and_type``). Released with ``put_page_and_type``."""
-    pg = _owned(xen, mfn, owner, refuse, what)
+    pg = _owned(xen, mfn, owner, refuse, role)
     try:
         get_page_type(xen, mfn, pg, t)
     except GuestError:
@@ -105,9 +107,44 @@ def _get_page_and_type(
     return pg
 
 
-def _self_only(v: PvVcpu, pg_owner: PvDomain, what: str) -> None:
+def _get_top(xen: XenState, mfn: Mfn, owner: PvDomain, refuse: Rule, how: str) -> PageInfo:
+    """:func:`_get_page_and_type` for a top-level table (an L4, or a PAE L3),
+    with a hint when the frame is most likely not the top-level table the
+    guest meant: ``how`` (``"NEW_BASEPTR"``) made it one."""
+    t = PageType.L3 if owner.is_32bit else PageType.L4
+    pg = ram_page(xen, mfn)
+    before = None if pg is None else (pg.type, pg.type_count)
+    try:
+        return _get_page_and_type(xen, mfn, owner, t, refuse)
+    except GuestError as err:
+        if before is not None and err.rule.id.split(".")[0] in _TOP_CONFUSIONS:
+            _top_hint(err, mfn, t, how, *before)
+        raise
+
+
+_TOP_CONFUSIONS = {"entry", "type", "l1", "l4"}
+"""Rule areas whose refusals, when a frame fails to become a top-level table,
+suggest it is not one (the PAE- and linear-specific rules do not)."""
+
+
+def _top_hint(
+    err: GuestError, mfn: Mfn, t: PageType, how: str, was: PageType, was_count: int
+) -> None:
+    """ "Is this your top-level table?" for a frame that failed to become one."""
+    ask = f"is mfn {mfn:#x} your top-level table?"
+    if was_count and was is not t:
+        hint = f"{ask} It is in use as {type_name(PageInfo(None, type=was))}."
+    elif err.path:
+        slot = err.path[0][2]
+        hint = f"{ask} {how} validated it as an L{int(t)} table, and its slot {slot} failed."
+    else:
+        return
+    err.hint = f"{hint} {err.hint}" if err.hint else hint
+
+
+def _self_only(v: PvVcpu, pg_owner: PvDomain) -> None:
     if pg_owner is not v.domain:
-        raise GuestError(rules.MMUEXT_FOREIGN_OP, f"{what} with foreigndom d{pg_owner.domid}")
+        raise GuestError(rules.MMUEXT_FOREIGN_OP, f"foreigndom names d{pg_owner.domid}")
 
 
 def _make_pin(t: PageType) -> Op:
@@ -117,12 +154,15 @@ def _make_pin(t: PageType) -> Op:
         if t is PageType.L4 and pg_owner.is_32bit:
             return  # PIN_L4 on a 32-bit guest: a silent no-op
         mfn = Mfn(arg1)
-        pg = _get_page_and_type(
-            xen, mfn, pg_owner, t, rules.PIN_NOT_OWNED, f"PIN_L{int(t)}_TABLE of"
-        )
+        if t is (PageType.L3 if pg_owner.is_32bit else PageType.L4):
+            pg = _get_top(xen, mfn, pg_owner, rules.PIN_NOT_OWNED, f"PIN_L{int(t)}_TABLE")
+        else:
+            pg = _get_page_and_type(xen, mfn, pg_owner, t, rules.PIN_NOT_OWNED)
         if pg.pinned:
             put_page_and_type(xen, mfn, pg)
-            raise GuestError(rules.PIN_ALREADY_PINNED, f"mfn {mfn:#x} is already pinned")
+            raise GuestError(
+                rules.PIN_ALREADY_PINNED, f"mfn {mfn:#x} is already pinned as {type_name(pg)}"
+            )
         pg.pinned = True
 
     pin.__doc__ = f"MMUEXT_PIN_L{int(t)}_TABLE (mm.c do_mmuext_op)."
@@ -138,10 +178,10 @@ def _unpin(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _arg2: int) 
     """MMUEXT_UNPIN_TABLE: drop the pin's references. Being the current base,
     or being referenced by other tables, is *not* checked."""
     mfn = Mfn(arg1)
-    pg = _owned(xen, mfn, pg_owner, rules.UNPIN_NOT_OWNED, "UNPIN_TABLE of")
+    pg = _owned(xen, mfn, pg_owner, rules.UNPIN_NOT_OWNED)
     if not pg.pinned:
         put_page(xen, mfn, pg)
-        raise GuestError(rules.UNPIN_NOT_PINNED, f"mfn {mfn:#x} is not pinned")
+        raise GuestError(rules.UNPIN_NOT_PINNED, f"mfn {mfn:#x} is {held_by(xen, mfn, pg)}")
     pg.pinned = False
     put_page_and_type(xen, mfn, pg)
     put_page(xen, mfn, pg)
@@ -153,13 +193,12 @@ def _new_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _arg2:
     type reference, validating the tree if needed -- no pin required."""
     mfn = Mfn(arg1)
     if pg_owner is not v.domain:
-        raise GuestError(rules.BASEPTR_FOREIGN, f"NEW_BASEPTR with foreigndom d{pg_owner.domid}")
+        raise GuestError(rules.BASEPTR_FOREIGN, f"foreigndom names d{pg_owner.domid}")
     old = v.guest_table
     if mfn == old:
         _load(xen, v, mfn)
         return
-    t = PageType.L3 if v.domain.is_32bit else PageType.L4
-    _get_page_and_type(xen, mfn, v.domain, t, rules.BASEPTR_NOT_OWNED, "NEW_BASEPTR")
+    _get_top(xen, mfn, v.domain, rules.BASEPTR_NOT_OWNED, "NEW_BASEPTR")
     v.guest_table = mfn
     if not v.in_user_mode:
         _load(xen, v, mfn)
@@ -177,18 +216,14 @@ def _new_user_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _
     """MMUEXT_NEW_USER_BASEPTR: the L4 used in user mode (64-bit only); 0 clears it."""
     mfn = Mfn(arg1)
     if pg_owner is not v.domain:
-        raise GuestError(
-            rules.BASEPTR_FOREIGN, f"NEW_USER_BASEPTR with foreigndom d{pg_owner.domid}"
-        )
+        raise GuestError(rules.BASEPTR_FOREIGN, f"foreigndom names d{pg_owner.domid}")
     if v.domain.is_32bit:
-        raise GuestError(rules.BASEPTR_NO_USER_BASE_32, "NEW_USER_BASEPTR on a 32-bit guest")
+        raise GuestError(rules.BASEPTR_NO_USER_BASE_32, f"d{v.domain.domid} is a 32-bit guest")
     old = v.guest_table_user
     if mfn == old:
         return
     if mfn:
-        _get_page_and_type(
-            xen, mfn, v.domain, PageType.L4, rules.BASEPTR_NOT_OWNED, "NEW_USER_BASEPTR"
-        )
+        _get_top(xen, mfn, v.domain, rules.BASEPTR_NOT_OWNED, "NEW_USER_BASEPTR")
     v.guest_table_user = mfn
     if old:
         put_page_and_type(xen, old, xen.frames[old])
@@ -203,7 +238,7 @@ def _make_flush(scope: str, per_va: bool) -> Op:
     arg2, ALL). A non-guest address makes INVLPG a silent no-op."""
 
     def flush(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, arg2: int) -> None:
-        _self_only(v, pg_owner, f"TLB flush ({scope})")
+        _self_only(v, pg_owner)
         d = v.domain
         targets = {"local": [v], "multi": _vcpus_in(d, arg2), "all": d.vcpus}[scope]
         reason = f"{'invlpg' if per_va else 'tlb_flush'}_{scope}"
@@ -230,7 +265,7 @@ for _cmd, (_scope, _per_va) in {
 @command(12, 18)
 def _flush_cache(xen: XenState, v: PvVcpu, pg_owner: PvDomain, _arg1: int, _arg2: int) -> None:
     """MMUEXT_FLUSH_CACHE(_GLOBAL): only with I/O privileges."""
-    _self_only(v, pg_owner, "FLUSH_CACHE")
+    _self_only(v, pg_owner)
     if not v.domain.privileged:
         raise GuestError(
             rules.MMUEXT_CACHE_FLUSH_DENIED, f"d{v.domain.domid} has no I/O privileges"
@@ -240,23 +275,24 @@ def _flush_cache(xen: XenState, v: PvVcpu, pg_owner: PvDomain, _arg1: int, _arg2
 @command(13)
 def _set_ldt(xen: XenState, v: PvVcpu, pg_owner: PvDomain, base: int, ents: int) -> None:
     """MMUEXT_SET_LDT: record the LDT (its frames would be typed lazily on use)."""
-    _self_only(v, pg_owner, "SET_LDT")
+    _self_only(v, pg_owner)
     end = base + ents * 8 - 1 if ents else base
-    if (
-        base & 0xFFF
-        or ents > 8192
-        or not guest_va_ok(v.domain, base)
-        or not guest_va_ok(v.domain, end)
-    ):
-        raise GuestError(rules.MMUEXT_BAD_LDT, f"SET_LDT base {base:#x}, {ents} entries")
-    v.ldt_base, v.ldt_ents = base, ents
+    if base & 0xFFF:
+        why = f"base {base:#x} is not page aligned"
+    elif ents > 8192:
+        why = f"{ents} entries is more than 8192"
+    elif not guest_va_ok(v.domain, base) or not guest_va_ok(v.domain, end):
+        why = f"{base:#x}-{end:#x} is not all guest address space"
+    else:
+        return
+    raise GuestError(rules.MMUEXT_BAD_LDT, why)
 
 
 @command(16)
 def _clear_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _arg2: int) -> None:
     """MMUEXT_CLEAR_PAGE: zero a frame that can take the writable type."""
     mfn = Mfn(arg1)
-    pg = _get_page_and_type(xen, mfn, pg_owner, WRITABLE, rules.PAGE_NOT_OWNED, "CLEAR_PAGE of")
+    pg = _get_page_and_type(xen, mfn, pg_owner, WRITABLE, rules.PAGE_NOT_OWNED)
     xen.mem.zero(mfn)
     put_page_and_type(xen, mfn, pg)
 
@@ -265,10 +301,10 @@ def _clear_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _arg2: 
 def _copy_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, arg2: int) -> None:
     """MMUEXT_COPY_PAGE: copy ``arg2`` (any type) over ``arg1`` (must take writable)."""
     dst, src = Mfn(arg1), Mfn(arg2)
-    spg = _owned(xen, src, pg_owner, rules.PAGE_NOT_OWNED, "COPY_PAGE source")
+    spg = _owned(xen, src, pg_owner, rules.PAGE_NOT_OWNED, "the source: ")
     try:
         dpg = _get_page_and_type(
-            xen, dst, pg_owner, WRITABLE, rules.PAGE_NOT_OWNED, "COPY_PAGE destination"
+            xen, dst, pg_owner, WRITABLE, rules.PAGE_NOT_OWNED, "the destination: "
         )
     except GuestError:
         put_page(xen, src, spg)
@@ -281,4 +317,4 @@ def _copy_page(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, arg2: in
 @command(19, 20)
 def _superpages(xen: XenState, v: PvVcpu, pg_owner: PvDomain, _arg1: int, _arg2: int) -> None:
     """MMUEXT_MARK_SUPER / UNMARK_SUPER: removed in Xen 4.10."""
-    raise GuestError(rules.MMUEXT_NO_SUPERPAGES, "MARK_SUPER/UNMARK_SUPER")
+    raise GuestError(rules.MMUEXT_NO_SUPERPAGES, "")

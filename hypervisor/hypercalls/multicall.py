@@ -42,10 +42,10 @@ def do_multicall(xen: XenState, v: PvVcpu, entries: Any) -> list[int]:
 def _entry_spec(op: int, args: tuple[Any, ...]) -> HypercallSpec:
     """The hypercall an entry asks for, or the rule it breaks."""
     if op == MULTICALL:
-        raise GuestError(rules.MULTICALL_NESTED, "the entry is itself a multicall")
+        raise GuestError(rules.MULTICALL_NESTED, "")
     spec = TABLE.get(op)
     if spec is None:
-        raise GuestError(rules.HYPERCALL_UNKNOWN, f"the entry asks for hypercall {op}")
+        raise GuestError(rules.HYPERCALL_UNKNOWN, "")
     if not spec.min_args <= len(args) <= spec.max_args:
         want = (
             f"{spec.min_args}"
@@ -54,7 +54,7 @@ def _entry_spec(op: int, args: tuple[Any, ...]) -> HypercallSpec:
         )
         raise GuestError(
             rules.MULTICALL_ARITY,
-            f"the entry gives {spec.name} {len(args)} argument(s); it takes {want}",
+            f"{len(args)} arguments given; {spec.name} takes {want}",
         )
     return spec
 

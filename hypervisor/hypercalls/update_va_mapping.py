@@ -29,22 +29,40 @@ def guest_l1e(xen: XenState, v: PvVcpu, va: int) -> tuple[Mfn, int]:
     caller's for it. Walks the tables, never the TLB."""
     d = v.domain
     if not guest_va_ok(d, va):
-        raise GuestError(rules.UVM_BAD_VA, f"{va:#x} is not a guest virtual address")
+        raise GuestError(rules.UVM_BAD_VA, f"va {va:#x} {_not_guest(d, va)}")
     table = v.guest_table
+    if not table:
+        raise GuestError(rules.UVM_NO_L1, f"vCPU {v.vcpu_id} has no base pointer loaded")
+    level = d.levels
     for shift, imask in _WALK[d.levels]:
-        e = xen.mem.peek(table)[(va >> shift) & imask] if table else 0
+        slot = (va >> shift) & imask
+        e = xen.mem.peek(table)[slot]
         if not e & _PAGE_PRESENT or (shift == 21 and e & _PAGE_PSE):
+            what = "is not present" if not e & _PAGE_PRESENT else "maps a superpage"
             raise GuestError(
-                rules.UVM_NO_L1, f"no L1 maps {va:#x} (the walk stops at shift {shift})"
+                rules.UVM_NO_L1,
+                f"the walk for va {va:#x} stops at L{level} mfn {table:#x} slot {slot}: "
+                f"the entry {what}",
             )
         table = pte_mfn(e)
+        level -= 1
     pg = ram_page(xen, table)
     if pg is None or pg.owner != d.domid or not pg.type_count or pg.type is not PageType.L1:
         raise GuestError(
             rules.UVM_NO_L1,
-            f"the frame mapping {va:#x} (mfn {table:#x}) is not a validated L1 of yours",
+            f"the L2 entry for va {va:#x} names mfn {table:#x}, which is not a validated L1"
+            f" of d{d.domid}",
         )
     return table, (va >> PAGE_SHIFT) & 511
+
+
+def _not_guest(d: PvDomain, va: int) -> str:
+    """Why ``va`` is not a guest virtual address of ``d``."""
+    if d.is_32bit:
+        return "lies in Xen's compat area (a 32-bit guest ends at 0xf5800000)"
+    if 1 << 47 <= va < 0xFFFF800000000000:
+        return "is not canonical (bits 47-63 must all be equal)"
+    return "lies in Xen's hole (0xffff800000000000-0xffff87ffffffffff)"
 
 
 def _flags(flags: Any) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from hypervisor.abi import (
     PAGE_SHIFT,
     PTE_MFN_MASK,
     Mfn,
+    hex_repr,
     pte_mfn,
 )
 from hypervisor.mm.frames import PageType
@@ -37,7 +38,7 @@ _LOWER = {2: PageType.L1, 3: PageType.L2, 4: PageType.L3}
 class Violation:
     """One broken invariant: which frame, which check, and the numbers."""
 
-    mfn: int
+    mfn: int = attrs.field(repr=hex_repr)
     check: str
     message: str
 

@@ -77,12 +77,16 @@ def mod_upper_entry(
 ) -> None:
     """Set entry ``slot`` of the validated L``level`` table ``c_mfn`` (2-4) to
     ``ne`` (mm.c ``mod_l2_entry``/``mod_l3_entry``/``mod_l4_entry``)."""
+    refused = None
     if level == 4 and 256 <= slot < 272:
-        raise GuestError(rules.L4_XEN_SLOT, f"slot {slot} of L4 mfn {c_mfn:#x} belongs to Xen")
-    if d.is_32bit and level == 3 and slot >= 3:
-        raise GuestError(rules.L3_PAE_SLOT, f"slot {slot} of PAE L3 mfn {c_mfn:#x}")
-    if level == 2 and c_pg.pae_xen_l2 and slot >= PAE_FIRST_XEN_L2_SLOT:
-        raise GuestError(rules.L2_PAE_XEN_SLOT, f"slot {slot} of PAE Xen L2 mfn {c_mfn:#x}")
+        refused = GuestError(rules.L4_XEN_SLOT, "")
+    elif d.is_32bit and level == 3 and slot >= 3:
+        refused = GuestError(rules.L3_PAE_SLOT, "")
+    elif level == 2 and c_pg.pae_xen_l2 and slot >= PAE_FIRST_XEN_L2_SLOT:
+        refused = GuestError(rules.L2_PAE_XEN_SLOT, f"mfn {c_mfn:#x} is a PAE Xen L2")
+    if refused is not None:
+        refused.entry = (level, c_mfn, slot)
+        raise refused
     words = xen.mem.words(c_mfn)
     oe = words[slot]
     try:

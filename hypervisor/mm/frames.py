@@ -19,6 +19,8 @@ import enum
 
 import attrs
 
+from hypervisor.abi import hex_repr
+
 __all__ = ["FrameInfo", "PageInfo", "PageType"]
 
 
@@ -67,7 +69,7 @@ class PageInfo:
 class FrameInfo:
     """A snapshot of one frame's metadata, for tests, pictures and graders."""
 
-    mfn: int
+    mfn: int = attrs.field(repr=hex_repr)
     owner: int | None
     type: PageType
     type_count: int

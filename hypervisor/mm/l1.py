@@ -13,7 +13,6 @@ from hypervisor import rules
 from hypervisor.abi import (
     _PAGE_PRESENT,
     _PAGE_RW,
-    DOMID_IO,
     INVALID_MFN,
     PAGE_SHIFT,
     PTE_MFN_MASK,
@@ -21,8 +20,15 @@ from hypervisor.abi import (
 )
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
+from hypervisor.mm.explain import (
+    flag_names,
+    frame_owner,
+    held_by,
+    not_owned,
+    note_validation_failure,
+)
 from hypervisor.mm.frames import PageInfo, PageType
-from hypervisor.mm.refs import DEMOTE, PROMOTE, describe, flags_error, get_page_type, registers
+from hypervisor.mm.refs import DEMOTE, PROMOTE, flags_error, get_page_type, registers
 from hypervisor.mm.state import IO_FRAMES, XenState
 from hypervisor.rules import L1_CACHE_ATTRS
 
@@ -37,20 +43,20 @@ def l1_disallow_mask(d: PvDomain) -> int:
     return d.l1_mask
 
 
-def _get_io(xen: XenState, mfn: Mfn, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
+def _get_io(xen: XenState, e: int, mfn: Mfn, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
     """I/O memory (the first MiB, or beyond RAM): permission only, no counts."""
     if mfn == INVALID_MFN:
-        raise GuestError(rules.L1_INVALID_MFN, f"mfn {mfn:#x} is INVALID_MFN")
+        raise GuestError(rules.L1_INVALID_MFN, f"L1 entry {e:#x} names mfn {mfn:#x}")
     eff = l1_owner if pg_owner is xen.dom_io else pg_owner
-    if not eff.privileged:
-        raise GuestError(
-            rules.L1_IO_NO_PERMISSION, f"mfn {mfn:#x} is I/O memory and d{eff.domid} has no access"
-        )
-    if eff is not l1_owner and not l1_owner.privileged:
-        raise GuestError(
-            rules.L1_IO_NO_PERMISSION,
-            f"mfn {mfn:#x} is I/O memory and d{l1_owner.domid} has no access",
-        )
+    for d in (eff, l1_owner):
+        if not d.privileged:
+            io = "" if mfn < xen.total_frames else " (Xen treats it as I/O memory)"
+            err = GuestError(
+                rules.L1_IO_NO_PERMISSION,
+                f"{frame_owner(xen, mfn)}{io}, and d{d.domid} has no I/O privileges",
+            )
+            err.refused_entry = e
+            raise err
 
 
 def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
@@ -94,38 +100,28 @@ def _get_page_from_l1e_checked(
     if e & l1_owner.l1_mask:
         raise flags_error(e, l1_owner.l1_mask, 1)
     if xen.is_io(mfn):
-        _get_io(xen, mfn, l1_owner, pg_owner)
+        _get_io(xen, e, mfn, l1_owner, pg_owner)
         return
     if pg is None or pg.count == 0:
-        raise GuestError(rules.L1_FREE_FRAME, f"mfn {mfn:#x} is free memory, owned by nobody")
+        raise GuestError(rules.L1_FREE_FRAME, frame_owner(xen, mfn))
     owner = pg.owner
     if owner != pg_owner.domid and (pg_owner is l1_owner or not pg_owner.privileged):
-        raise GuestError(
-            rules.L1_FOREIGN_FRAME,
-            f"mfn {mfn:#x} belongs to {_owner_name(owner)}, not d{pg_owner.domid}",
-        )
+        raise GuestError(rules.L1_FOREIGN_FRAME, not_owned(xen, mfn, pg_owner.domid))
     pg.count += 1
     if e & _PAGE_RW:
         if pg.type_count and pg.type is not WRITABLE:
             pg.count -= 1
             raise GuestError(
                 rules.L1_WRITABLE_PAGETABLE,
-                f"mfn {mfn:#x} is {describe(pg)} and cannot be mapped writable",
+                f"the entry maps mfn {mfn:#x} with RW, and it is {held_by(xen, mfn, pg)}",
             )
         get_page_type(xen, mfn, pg, WRITABLE)
     if e & L1_CACHE_ATTRS and pg.xen_heap:
         put_page_from_l1e(xen, e, l1_owner)
-        raise GuestError(rules.L1_CACHE_ATTR_XEN_HEAP, f"mfn {mfn:#x} is a Xen-heap page")
-
-
-def _owner_name(owner: int | None) -> str:
-    if owner == DOMID_IO:
-        return "DOMID_IO"
-    if owner is None:
-        return "nobody"
-    if owner >= 0x7FF0:
-        return f"DOMID {owner:#x}"
-    return f"d{owner}"
+        raise GuestError(
+            rules.L1_CACHE_ATTR_XEN_HEAP,
+            f"the entry maps Xen-heap mfn {mfn:#x} with {flag_names(e & L1_CACHE_ATTRS)}",
+        )
 
 
 def put_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain) -> None:
@@ -178,7 +174,7 @@ def promote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
             for undo in range(slot):
                 if words[undo] & _PAGE_PRESENT:
                     put_page_from_l1e(xen, words[undo], d)
-            err.path.insert(0, (1, mfn, slot))
+            note_validation_failure(xen, err, 1, mfn, slot, e)
             raise
 
 

@@ -14,6 +14,7 @@ from hypervisor.errors import GuestError
 from hypervisor.hw import WalkFault, walk
 from hypervisor.mm.domain import PvVcpu
 from hypervisor.mm.entries import mod_l1_entry
+from hypervisor.mm.explain import frame_owner, type_name
 from hypervisor.mm.frames import PageType
 from hypervisor.mm.state import XenState
 from hypervisor.trace import TrappedWriteRecord
@@ -25,8 +26,6 @@ def ptwr_emulate(xen: XenState, v: PvVcpu, va: int, value: int, size: int) -> st
     """Try to emulate a faulting kernel store of ``size`` bytes. Returns None
     when emulated, else why not (the fault is then delivered)."""
     d = v.domain
-    if not d.assist(VMASST_TYPE_writable_pagetables):
-        return "writable page tables are not enabled (VMASST_TYPE_writable_pagetables)"
     if v.in_user_mode:
         return "the store came from user mode"
     try:
@@ -34,10 +33,20 @@ def ptwr_emulate(xen: XenState, v: PvVcpu, va: int, value: int, size: int) -> st
     except WalkFault as f:
         return f.why
     if t.leaf & _PAGE_RW:
-        return "the leaf mapping is writable; an upper level is read-only"
+        return "the leaf entry is writable, but an entry above it is read-only"
+    leaf = f"the leaf entry (L1 mfn {t.l1_mfn:#x} slot {t.l1_slot}) maps mfn {t.mfn:#x} read-only"
     pg = xen.frames.get(t.mfn)
     if pg is None or pg.owner != d.domid or pg.type is not PageType.L1 or not pg.type_count:
-        return f"mfn {t.mfn:#x} is not a validated L1 of d{d.domid}: only L1 writes are emulated"
+        what = frame_owner(xen, t.mfn) if pg is None else f"it is {type_name(pg)}"
+        return (
+            f"{leaf}, and {what}: a write through a read-only mapping faults"
+            " (Xen emulates writes to the guest's own live L1 tables only)"
+        )
+    if not d.assist(VMASST_TYPE_writable_pagetables):
+        return (
+            f"{leaf}, an L1 table: Xen emulates such writes only with"
+            " VMASST_TYPE_writable_pagetables, which is off"
+        )
     offset = va & 0xFFF
     if offset % size:
         return "the store is not naturally aligned"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from hypervisor import rules
 from hypervisor.abi import _PAGE_PRESENT, _PAGE_RW, Mfn, pte_mfn
 from hypervisor.errors import GuestError
+from hypervisor.mm.explain import flag_names, held_by, type_name
 from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.mm.state import XenState
 
@@ -71,26 +72,17 @@ def put_page(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
 
 def describe(pg: PageInfo) -> str:
     """``"an L2 table (type count 1)"``-style description of a frame's type."""
-    names = {
-        PageType.NONE: "untyped",
-        PageType.L1: "an L1 table",
-        PageType.L2: "an L2 table",
-        PageType.L3: "an L3 table",
-        PageType.L4: "an L4 table",
-        PageType.SEG_DESC: "a descriptor page",
-        PageType.SHARED: "a shared page",
-        PageType.WRITABLE: "writable memory",
-    }
-    extra = " (PAE Xen L2)" if pg.pae_xen_l2 else ""
-    return f"{names[pg.type]}{extra} (type count {pg.type_count})"
+    return f"{type_name(pg)} (type count {pg.type_count})"
 
 
 def flags_error(e: int, mask: int, level: int) -> GuestError:
     """The refusal of a present entry carrying flags its level disallows."""
-    return GuestError(
+    err = GuestError(
         rules.ENTRY_DISALLOWED_FLAGS,
-        f"L{level} entry {e:#x} carries disallowed flag bits {e & mask:#x}",
+        f"L{level} entry {e:#x} carries disallowed flags {flag_names(e & mask)}",
     )
+    err.refused_entry = e
+    return err
 
 
 def find_writable_mappings(xen: XenState, mfn: Mfn) -> list[tuple[Mfn, int]]:
@@ -107,20 +99,19 @@ def find_writable_mappings(xen: XenState, mfn: Mfn) -> list[tuple[Mfn, int]]:
 
 
 def _mismatch(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bool) -> GuestError:
-    want = f"L{int(t)}" if t.is_pagetable else t.name.lower()
-    if xen_l2:
-        want += " (PAE Xen L2)"
+    want = type_name(PageInfo(None, type=t, pae_xen_l2=xen_l2))
     if pg.type is WRITABLE and t.is_pagetable:
         hits = find_writable_mappings(xen, mfn)
-        where = ", ".join(f"mfn {m:#x} slot {s}" for m, s in hits[:4])
+        where = ", ".join(f"L1 mfn {m:#x} slot {s}" for m, s in hits[:4])
         more = f" and {len(hits) - 4} more" if len(hits) > 4 else ""
         n = len(hits)
         by = f" by {n} L1 entr{'y' if n == 1 else 'ies'} ({where}{more})" if hits else ""
         return GuestError(
-            rules.TYPE_WRITABLE_MAPPED, f"mfn {mfn:#x} is still mapped writable{by}; wanted {want}"
+            rules.TYPE_WRITABLE_MAPPED,
+            f"mfn {mfn:#x} is still mapped writable{by}; wanted {want}",
         )
-    rule_id = rules.TYPE_IN_USE if t is WRITABLE else rules.TYPE_MISMATCH
-    return GuestError(rule_id, f"mfn {mfn:#x} is {describe(pg)}; wanted {want}")
+    rule = rules.TYPE_IN_USE if t is WRITABLE else rules.TYPE_MISMATCH
+    return GuestError(rule, f"mfn {mfn:#x} is {held_by(xen, mfn, pg)}; wanted {want}")
 
 
 def get_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bool = False) -> None:

@@ -24,11 +24,11 @@ from hypervisor.abi import (
 )
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvDomain
+from hypervisor.mm.explain import held_by, not_owned, note_validation_failure
 from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.mm.refs import (
     DEMOTE,
     PROMOTE,
-    describe,
     flags_error,
     get_page,
     get_page_type,
@@ -93,12 +93,6 @@ def adjust_entry(level: int, e: int, d: PvDomain) -> int:
     return e | _PAGE_USER | _PAGE_ACCESSED if level == 4 else e | _PAGE_USER
 
 
-def _target_text(mfn: Mfn, pg: PageInfo | None) -> str:
-    if pg is None or pg.owner is None:
-        return f"mfn {mfn:#x} is free memory"
-    return f"mfn {mfn:#x} belongs to another owner"
-
-
 def get_page_from_lne(
     xen: XenState, e: int, level: int, c_mfn: Mfn, c_pg: PageInfo, d: PvDomain, slot: int
 ) -> None:
@@ -110,9 +104,9 @@ def get_page_from_lne(
     t_mfn = pte_mfn(e)
     pg = None if xen.is_io(t_mfn) else xen.frames.get(t_mfn)
     if not get_page(pg, d.domid):
-        raise GuestError(
-            rules.ENTRY_TARGET_NOT_OWNED, f"{_target_text(t_mfn, pg)}, not d{d.domid}'s"
-        )
+        err = GuestError(rules.ENTRY_TARGET_NOT_OWNED, not_owned(xen, t_mfn, d.domid))
+        err.refused_entry = e
+        raise err
     assert pg is not None
     xen_l2 = level == 3 and d.is_32bit and slot == 3
     try:
@@ -127,8 +121,7 @@ def get_page_from_lne(
         if err.rule is rules.TYPE_MISMATCH:
             raise GuestError(
                 rules.ENTRY_TARGET_WRONG_TYPE,
-                f"L{level} entry points at mfn {t_mfn:#x}, which is {describe(pg)}; "
-                f"it must be an L{level - 1}",
+                f"L{level} entry {e:#x} points at mfn {t_mfn:#x}, {held_by(xen, t_mfn, pg)}",
             ) from None
         raise
     if xen_l2 and pg.type_count != 1:
@@ -156,26 +149,27 @@ def _get_linear(
     d: PvDomain,
 ) -> None:
     """The linear rule, in Xen's order (mm.c ``get_lN_linear_pagetable``)."""
-    what = f"linear L{level} entry to mfn {t_mfn:#x}"
+    what = f"L{level} entry {e:#x} points at L{level} mfn {t_mfn:#x}, a table of its own level"
     if not xen.config.linear_pt:
-        raise GuestError(rules.LINEAR_DISABLED, f"{what}: linear page tables are off")
+        raise GuestError(rules.LINEAR_DISABLED, what)
     if e & _PAGE_RW:
-        raise GuestError(rules.LINEAR_WRITABLE, f"{what} has RW set")
+        raise GuestError(rules.LINEAR_WRITABLE, f"{what}, with RW")
     if t_mfn == c_mfn:
         return  # a table mapping itself: no references at all
-    if c_pg.owner != d.domid or pg.owner != d.domid:
-        raise GuestError(rules.LINEAR_CROSS_DOMAIN, f"{what} crosses domains")
+    # Xen also checks that both tables belong to d: get_page() above already
+    # proved it for the target, and the container is d's by construction.
     single = xen.config.linear_single_level
     if single and c_pg.linear < 0:
         raise GuestError(
-            rules.LINEAR_CHAIN, f"{what}: mfn {c_mfn:#x} is itself the target of a linear entry"
+            rules.LINEAR_CHAIN, f"{what}, but mfn {c_mfn:#x} is itself the target of a linear entry"
         )
     if single and pg.linear > 0:
         raise GuestError(
-            rules.LINEAR_CHAIN, f"{what}: mfn {t_mfn:#x} has linear entries of its own"
+            rules.LINEAR_CHAIN, f"{what}, but mfn {t_mfn:#x} has linear entries of its own"
         )
-    if not (pg.type is LEVEL_TYPE[level] and pg.validated and pg.type_count):
-        raise GuestError(rules.LINEAR_NOT_VALIDATED, f"{what}: the target is {describe(pg)}")
+    # Only a validated table has a type count here: one that is still being
+    # validated is an ancestor of this entry, so of a higher level.
+    assert pg.validated, f"linear target mfn {t_mfn:#x} is not validated"
     pg.count += 1
     pg.type_count += 1
     if single:
@@ -210,7 +204,7 @@ def _promote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
         except GuestError as err:
             for undo in reversed(taken):
                 put_page_from_lne(xen, words[undo], mfn, pg)
-            err.path.insert(0, (level, mfn, slot))
+            note_validation_failure(xen, err, level, mfn, slot, e)
             raise
         taken.append(slot)
     for slot in taken:
