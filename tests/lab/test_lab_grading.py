@@ -195,3 +195,29 @@ def test_hint_follows_the_rule_last_failed(
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("hint 1/2 for l1.writable-pagetable")
     assert out[1].startswith("hint 2/2 for l1.writable-pagetable")
+
+
+def test_hint_use_is_recorded_in_the_results_extra_data(tmp_path: Path, lesson: Lesson) -> None:
+    work = write(
+        tmp_path / "lab",
+        lesson,
+        workspace.break_source(lesson, lesson.path / "breaks" / "pin_as_l1.py"),
+    )
+    cli.main(["check", lesson.id, "--work", str(work)])
+    cli.main(["hint", lesson.id, "--work", str(work)])
+    out = tmp_path / "results.json"
+    cli.main(
+        [
+            "grade",
+            "--work",
+            str(work),
+            "--lesson",
+            lesson.id,
+            "--results",
+            str(out),
+            "--format",
+            "gradescope",
+        ]
+    )
+    hints = json.loads(out.read_text())["extra_data"]["hints"]
+    assert hints == {lesson.id: {"l1.writable-pagetable": 1}}
