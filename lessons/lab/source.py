@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -254,4 +255,17 @@ def child_tree(lesson: Lesson) -> Path:
         tmp.rename(dest)
     except OSError:  # another grader built it meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
+    _prune(base, lesson.id, keep=dest)
     return dest
+
+
+STALE_S = 24 * 3600
+"""Trees of older source versions are removed once unused this long."""
+
+
+def _prune(base: Path, lesson_id: str, keep: Path) -> None:
+    now = time.time()
+    for old in base.glob(f"{lesson_id}-*"):
+        with contextlib.suppress(OSError):
+            if old != keep and now - old.stat().st_mtime > STALE_S:
+                shutil.rmtree(old, ignore_errors=True)

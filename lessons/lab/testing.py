@@ -193,6 +193,7 @@ class Machine:
     def __init__(self, xen: Any, processes: dict[int, ProcessView], completed: bool) -> None:
         self.xen = xen
         self.processes = processes
+        self._audit: list[Any] | None = None
         self.completed = completed
         """The child said the workload ran to its end (it may lie: only ever a reason to fail)."""
 
@@ -221,7 +222,10 @@ class Machine:
         return [c for c in self.calls if c.result != 0]
 
     def audit(self) -> list[Any]:
-        return list(self.xen.audit())
+        """The trusted machine's audit (computed once: checks only look)."""
+        if self._audit is None:
+            self._audit = list(self.xen.audit())
+        return list(self._audit)
 
     def frame(self, mfn: int) -> Any:
         return self.xen.frame(mfn)
