@@ -10,6 +10,14 @@ Mini-OS ``arch_init_mm``).
    remember the boot L4's kernel half (slots 272..511: slot 511 maps the
    kernel) for every process L4 to copy. The boot L4 stays pinned and is the
    base the CPU returns to when no process is loaded.
+
+   A 32-bit PAE guest (``start_info.magic`` "xen-3.0-x86_32p") has the L3 on
+   top; its slot 3 holds the kernel's L2 (the "kernel pmd": 3..4 GiB, with
+   the direct map at ``0xC0000000``), whose slots from
+   :data:`PAE_XEN_L2_FIRST` up are Xen's. An L2 in slot 3 may belong to one
+   L3 only (Xen gives it the ``pae_xen_l2`` type and refuses a second L3), so,
+   like Linux with an unshared kernel pmd, each process gets its own kernel
+   L2: remember the boot kernel L2's guest slots for each to copy.
 """
 
 from __future__ import annotations
@@ -23,10 +31,14 @@ from minikern.alloc import FrameAllocator
 from minikern.hypercall import Console, Hypercalls
 from minikern.kmem import KernelMemory
 
-__all__ = ["KERNEL_SLOTS", "boot_memory"]
+__all__ = ["KERNEL_SLOTS", "PAE_KERNEL_L3_SLOT", "PAE_XEN_L2_FIRST", "boot_memory"]
 
 KERNEL_SLOTS = range(272, 512)
 """The guest-owned kernel half of an L4 (256..271 belong to Xen)."""
+PAE_KERNEL_L3_SLOT = 3
+"""The PAE L3 slot of the kernel (3..4 GiB); slots 0..2 are user space."""
+PAE_XEN_L2_FIRST = (abi.HYPERVISOR_COMPAT_VIRT_START >> 21) & 511
+"""First slot of a PAE kernel L2 that belongs to Xen (428: 0xF5800000 up)."""
 
 
 def read_p2m(vcpu: abi.GuestVCpu, si: abi.StartInfo) -> list[Mfn]:
@@ -46,9 +58,20 @@ def boot_memory(
     hc = Hypercalls(vcpu, console=console)
     hc.vm_assist(abi.VMASST_CMD_enable, abi.VMASST_TYPE_writable_pagetables)
     km = KernelMemory(vcpu, hc, si.virt_base, p2m, alloc, boot_l4)
-    first, count = KERNEL_SLOTS.start, len(KERNEL_SLOTS)
-    raw = vcpu.read(km.va(boot_l4) + 8 * first, 8 * count)
-    for slot, entry in zip(KERNEL_SLOTS, struct.unpack(f"<{count}Q", raw), strict=True):
+    km.pae = si.magic.endswith("x86_32p")
+    table, slots = boot_l4, KERNEL_SLOTS
+    if km.pae:
+        table, slots = kernel_l2_of(km, boot_l4), range(PAE_XEN_L2_FIRST)
+    first, count = slots.start, len(slots)
+    raw = vcpu.read(km.va(table) + 8 * first, 8 * count)
+    for slot, entry in zip(slots, struct.unpack(f"<{count}Q", raw), strict=True):
         if entry & abi._PAGE_PRESENT:
             km.kernel_half[slot] = entry
     return km
+
+
+def kernel_l2_of(km: KernelMemory, l3: Pfn) -> Pfn:
+    """pfn of the kernel L2 in slot 3 of the PAE L3 ``l3`` (the P2M, inverted:
+    the guest keeps no M2P of its own)."""
+    mfn = abi.pte_mfn(km.load_entry(l3, PAE_KERNEL_L3_SLOT))
+    return Pfn(km.p2m.index(mfn))

@@ -15,8 +15,17 @@ Teardown (Linux ``xen_exit_mmap``, :func:`release_tree`): switch the CPU away
 first; then UNPIN both L4s, UNPIN each L1 and make every frame writable again
 (the kernel L4 last, with a TLB flush); only then are frames freed.
 
+A 32-bit PAE guest (``km.pae``) runs the same recipe one level down
+(Linux ``__xen_pgd_pin`` / ``__xen_pgd_unpin`` with ``CONFIG_X86_PAE``): its
+tree is an L3 with its own kernel L2 in slot 3 (:func:`pae_pgd_images`), the
+tables below are protected the same way, then the kernel L2 and the L3 are
+made read-only and the L3 is pinned with ``MMUEXT_PIN_L3_TABLE``
+(:func:`pin_tree_pae`) -- ``PIN_L4`` on a PAE guest is a silent no-op in Xen,
+which leaves the tree unpinned. Teardown: :func:`release_tree_pae`.
+
 Lesson functions here: :func:`write_tables` and :func:`protect_tables` (03),
-:func:`pin_tree` (04), :func:`release_tree` (10).
+:func:`pin_tree` (04), :func:`release_tree` (10), :func:`pae_pgd_images`,
+:func:`pin_tree_pae` and :func:`release_tree_pae` (12).
 """
 
 from __future__ import annotations
@@ -26,9 +35,10 @@ from collections.abc import Mapping, Sequence
 from hypervisor import abi
 from hypervisor.abi import Pfn
 from minikern import steps
+from minikern.boot import PAE_KERNEL_L3_SLOT
 from minikern.hypercall import LINUX_PTE_BATCH
 from minikern.kmem import TABLE_PROT, KernelMemory, pfn_pte
-from minikern.pgtable import SHIFT, AddressSpace, TableKey, leaf_value, set_pte
+from minikern.pgtable import LOWER, SHIFT, AddressSpace, TableKey, leaf_value, set_pte
 from minikern.recipe import (
     fill_table,
     free_frame,
@@ -46,9 +56,13 @@ __all__ = [
     "Tables",
     "build_tree",
     "new_tree",
+    "pae_pgd_images",
     "pin_tree",
+    "pin_tree_pae",
     "protect_tables",
+    "release_mm",
     "release_tree",
+    "release_tree_pae",
     "tables_for",
     "write_tables",
 ]
@@ -62,12 +76,13 @@ Images = dict[Pfn, dict[int, int]]
 """Table pfn -> its entries (slot -> value)."""
 
 
-def tables_for(vpns: list[int]) -> set[TableKey]:
-    """The (level, index) of every table a tree mapping ``vpns`` needs."""
+def tables_for(vpns: list[int], levels: int) -> set[TableKey]:
+    """The (level, index) of every table below the top a tree of ``levels``
+    levels (4, or 3 for PAE) mapping ``vpns`` needs."""
     keys: set[TableKey] = set()
     for vpn in vpns:
         va = vpn << abi.PAGE_SHIFT
-        keys.update((lv, va >> SHIFT[lv]) for lv in (3, 2, 1))
+        keys.update((lv, va >> SHIFT[lv]) for lv in LOWER[levels])
     return keys
 
 
@@ -130,20 +145,98 @@ def release_tree(
         free_frame(km, pfn)
 
 
+# -- 12: the same recipe for a 32-bit PAE guest -------------------------------------------
+
+
+@steps.swappable
+def pae_pgd_images(
+    km: KernelMemory, l3: Pfn, kernel_l2: Pfn, kernel_pmd: Mapping[int, int]
+) -> dict[Pfn, dict[int, int]]:
+    """The first contents (slot -> entry) of a new PAE tree's two frames: the
+    L3, whose slot 3 points at ``kernel_l2`` (``TABLE_PROT``), and
+    ``kernel_l2`` itself, a copy of ``kernel_pmd`` (the boot kernel L2's guest
+    slots). The L3 cannot point at the boot kernel L2 itself: Xen lets an L2
+    in slot 3 belong to one L3 only (it fills Xen's slots of it when it
+    validates the L3)."""
+    return {
+        l3: {PAE_KERNEL_L3_SLOT: pfn_pte(km, kernel_l2, TABLE_PROT)},
+        kernel_l2: dict(kernel_pmd),
+    }
+
+
+@steps.swappable
+def pin_tree_pae(km: KernelMemory, l3: Pfn, kernel_l2: Pfn) -> None:
+    """Queue: the kernel L2 and then the L3 made read-only (the L3 with a TLB
+    flush, which covers both), then ``MMUEXT_PIN_L3_TABLE`` of the L3: on a
+    32-bit PAE guest the L3 is the top, and Xen validates the whole tree
+    below it -- slot 3's L2 as the kernel L2 -- at the pin.
+    ``MMUEXT_PIN_L4_TABLE`` would be a silent no-op there."""
+    make_readonly(km, kernel_l2, abi.UVMF_NONE)
+    make_readonly(km, l3, abi.UVMF_TLB_FLUSH)
+    pin_table(km, l3, 3)
+
+
+@steps.swappable
+def release_tree_pae(
+    km: KernelMemory, l3: Pfn, kernel_l2: Pfn, tables: Tables, loaded: bool
+) -> None:
+    """Tear a PAE tree down (Linux ``xen_exit_mmap``, PAE): if it is
+    ``loaded``, first switch the CPU to the boot L3 (NEW_BASEPTR only: there
+    is no user base). Then, in one batch: unpin the L3, make the kernel L2
+    writable, unpin each L1 and make every table writable, the L3 last with
+    a TLB flush. Only then free every frame of it."""
+    if loaded:
+        load_base(km, km.boot_l4, None)
+    with km.hc.lazy():
+        unpin_table(km, l3)
+        make_writable(km, kernel_l2, abi.UVMF_NONE)
+        for level, pfn in tables:
+            if level == 1:
+                unpin_table(km, pfn)
+            make_writable(km, pfn, abi.UVMF_NONE)
+        make_writable(km, l3, abi.UVMF_TLB_FLUSH)
+    for pfn in (l3, kernel_l2, *(pfn for _level, pfn in tables)):
+        free_frame(km, pfn)
+
+
 # -- whole trees --------------------------------------------------------------------------
 
 
-def _alloc_l4s(km: KernelMemory) -> AddressSpace:
-    """A record for a new tree with its two L4 frames allocated (not yet zeroed)."""
+def _alloc_top(km: KernelMemory) -> AddressSpace:
+    """A record for a new tree with its two top frames allocated (not yet
+    zeroed): the two L4s, or the PAE L3 and its kernel L2."""
     l4 = km.alloc.alloc()
     return AddressSpace(km, l4, km.alloc.alloc())
 
 
+def _top_images(km: KernelMemory, mm: AddressSpace, kernel_half: Mapping[int, int]) -> Images:
+    """The first contents of ``mm``'s two top frames (the kernel half copied)."""
+    if km.pae:
+        return pae_pgd_images(km, mm.l3, mm.kernel_l2, kernel_half)
+    return {mm.l4: dict(kernel_half), mm.user_l4: {}}
+
+
+def _pin_top(km: KernelMemory, mm: AddressSpace) -> None:
+    """Queue: protect and pin ``mm``'s top (:func:`pin_tree` / :func:`pin_tree_pae`)."""
+    if km.pae:
+        pin_tree_pae(km, mm.l3, mm.kernel_l2)
+    else:
+        pin_tree(km, mm.l4, mm.user_l4)
+
+
+def release_mm(km: KernelMemory, mm: AddressSpace, loaded: bool) -> None:
+    """Tear ``mm``'s tree down (:func:`release_tree` / :func:`release_tree_pae`)."""
+    if km.pae:
+        release_tree_pae(km, mm.l3, mm.kernel_l2, mm.table_pfns(), loaded)
+    else:
+        release_tree(km, mm.l4, mm.user_l4, mm.table_pfns(), loaded)
+
+
 def _empty_tree(km: KernelMemory, kernel_half: Mapping[int, int]) -> AddressSpace:
     """Queue: a new tree of two L4s (the kernel half copied), pinned; it is live."""
-    mm = _alloc_l4s(km)
-    write_tables(km, {mm.l4: dict(kernel_half), mm.user_l4: {}})
-    pin_tree(km, mm.l4, mm.user_l4)
+    mm = _alloc_top(km)
+    write_tables(km, _top_images(km, mm, kernel_half))
+    _pin_top(km, mm)
     mm.live = True
     return mm
 
@@ -173,7 +266,7 @@ def build_tree(
             pfn, rw = leaves[vpn]
             mm.set_leaf(vpn, pfn, rw, abi.MMU_NORMAL_PT_UPDATE)
         return mm
-    mm = _alloc_l4s(km)
+    mm = _alloc_top(km)
     images, late = _plan(km, mm, kernel_half, leaves, leaves_by_mmu_update)
     write_tables(km, images)
     if late:
@@ -181,7 +274,7 @@ def build_tree(
             for l1, slot, value in late:
                 set_pte(km, l1, slot, value, abi.MMU_NORMAL_PT_UPDATE)
     protect_tables(km, mm.table_pfns())
-    pin_tree(km, mm.l4, mm.user_l4)
+    _pin_top(km, mm)
     mm.live = True
     return mm
 
@@ -196,17 +289,17 @@ def _plan(
     """Allocate every table of a tree mapping ``leaves`` and record it in ``mm``;
     returns each table's image and, with ``by_mmu``, the leaves to write later
     as ``(l1, slot, value)`` instead."""
-    keys = sorted(tables_for(list(leaves)), key=lambda k: (-k[0], k[1]))
+    keys = sorted(tables_for(list(leaves), mm.levels), key=lambda k: (-k[0], k[1]))
     for key in keys:
         mm.tables[key] = km.alloc.alloc()
         mm.used[key] = 0
     images: Images = {pfn: {} for pfn in mm.all_table_pfns()}
-    images[mm.l4].update(kernel_half)
+    images.update(_top_images(km, mm, kernel_half))
     for level, index in keys:
         pfn = mm.tables[(level, index)]
         for parent, slot in mm.parents(level, index):
             images[parent][slot] = pfn_pte(km, pfn, TABLE_PROT)
-        if level < 3:
+        if level < mm.levels - 1:
             mm.used[(level + 1, index >> 9)] += 1
     late: list[tuple[Pfn, int, int]] = []
     for vpn in sorted(leaves):

@@ -4,6 +4,10 @@
 a PV kernel does (``minikern.boot``). Processes each own an address space
 (``minikern.pgtable``) built by the chosen strategy (``minikern.build``).
 
+``Kernel.boot(guest_width=32)`` boots on a 32-bit PAE domain instead: the L3
+on top, pinned with PIN_L3, each process with its own kernel L2, one base
+(see ``minikern.pgtable``).
+
 Exit follows Linux's ``xen_exit_mmap`` (``build.release_tree``): the CPU is
 switched away from the dying tree first (NEW_BASEPTR to the boot L4,
 NEW_USER_BASEPTR 0) -- while a tree is somebody's base, unpinning leaves it
@@ -25,7 +29,7 @@ from hypervisor import abi
 from minikern import toolstack
 from minikern.args import choice_arg, int_arg
 from minikern.boot import boot_memory
-from minikern.build import STRATEGIES, new_tree, release_tree, tables_for
+from minikern.build import STRATEGIES, new_tree, release_mm, tables_for
 from minikern.fork import FORK_STYLES, fork_mm
 from minikern.hypercall import kernel_faults
 from minikern.kmem import KernelMemory
@@ -34,7 +38,10 @@ from minikern.process import Process
 from minikern.recipe import load_base
 from minikern.vm import put_data
 
-__all__ = ["MAX_PAGES", "Kernel"]
+__all__ = ["GUEST_WIDTHS", "MAX_PAGES", "Kernel"]
+
+GUEST_WIDTHS = (64, 32)
+"""64-bit guests, and 32-bit PAE guests."""
 
 MAX_PAGES = 1 << 18
 """The largest domain ``Kernel.boot`` makes (1 GiB): booting costs time per page."""
@@ -65,16 +72,20 @@ class Kernel:
         hypervisor: Any = None,
         strategy: str = "linux",
         fork_style: str = "batched",
+        guest_width: int = 64,
     ) -> Kernel:
         """Create a domain of ``nr_pages`` (on ``hypervisor``, or a new machine)
         and boot it. ``strategy``: "linux" or "minios" (how trees are built and
-        pinned); ``fork_style``: "batched" or "linux" (see ``minikern.fork``).
+        pinned); ``fork_style``: "batched" or "linux" (see ``minikern.fork``);
+        ``guest_width``: 64, or 32 for a 32-bit PAE guest (the L3 on top).
         Raises: TypeError / ValueError naming a wrong argument (``nr_pages`` at
         most :data:`MAX_PAGES`, and enough for the domain builder)."""
         int_arg("nr_pages", nr_pages, 1, MAX_PAGES)
         choice_arg("strategy", strategy, STRATEGIES)
         choice_arg("fork_style", fork_style, FORK_STYLES)
-        xen, domain, vcpu, start_info = toolstack.launch(nr_pages, hypervisor)
+        if int_arg("guest_width", guest_width, 32, 64) not in GUEST_WIDTHS:
+            raise ValueError(f"guest_width must be one of {GUEST_WIDTHS}, not {guest_width!r}")
+        xen, domain, vcpu, start_info = toolstack.launch(nr_pages, hypervisor, guest_width)
         with kernel_faults():
             km = boot_memory(vcpu, start_info, toolstack.dmesg(xen, domain.domid))
         return cls(xen, domain, vcpu, km, strategy, fork_style, boot_free=km.alloc.free_count())
@@ -105,7 +116,7 @@ class Kernel:
         """A copy-on-write child of ``p``."""
         self._check(p)
         km, parent = self.km, p.mm
-        km.alloc.ensure(len(tables_for(list(parent.ptes))) + 2)
+        km.alloc.ensure(len(tables_for(list(parent.ptes), parent.levels)) + 2)
         with kernel_faults(self.km.hc):
             child = fork_mm(km, parent, self.strategy, self.fork_style)
         for pfn in parent.ptes.values():
@@ -114,11 +125,12 @@ class Kernel:
         return self._new_process(child)
 
     def switch_to(self, p: Process) -> None:
-        """Load ``p``'s tree: NEW_BASEPTR and NEW_USER_BASEPTR in one mmuext_op."""
+        """Load ``p``'s tree: NEW_BASEPTR and NEW_USER_BASEPTR in one mmuext_op
+        (a PAE guest: NEW_BASEPTR of its L3 alone)."""
         self._check(p)
         if self.current is not p:
             with kernel_faults(self.km.hc):
-                load_base(self.km, p.mm.l4, p.mm.user_l4)
+                load_base(self.km, p.mm.l4, p.mm.user_base)
             self.current = p
 
     def exit(self, p: Process) -> None:
@@ -127,7 +139,7 @@ class Kernel:
         km, mm = self.km, p.mm
         loaded = self.current is p
         with kernel_faults(self.km.hc):
-            release_tree(km, mm.l4, mm.user_l4, mm.table_pfns(), loaded)
+            release_mm(km, mm, loaded)
             if loaded:
                 self.current = None
             put_data(km, list(mm.ptes.values()))

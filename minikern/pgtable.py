@@ -7,6 +7,15 @@ user half only and is loaded with NEW_USER_BASEPTR. User code therefore cannot
 even name kernel memory: the hardware, not a software check, refuses it. Both
 L4s point at the same L3s, so the user half is kept once.
 
+A 32-bit PAE guest (``km.pae``) has one base, the **L3** (four entries).
+Slots 0..2 are user space (below :data:`USER_LIMIT_PAE`), slot 3 points at
+the process's **own kernel L2** (a copy of the boot kernel L2's guest slots;
+Xen fills its own slots when it validates it, and lets an L2 sit in slot 3 of
+one L3 only). There is no user base: the kernel runs in ring 1 and its
+entries lack USER, so user code is kept out by the USER bit and the 3 GiB
+split. The same two fields hold the two frames: ``l4`` the L3 (also
+``mm.l3``), ``user_l4`` the kernel L2 (also ``mm.kernel_l2``).
+
 Tables are recorded by ``(level, index)`` where ``index = va >> SHIFT[level]``;
 leaves by virtual page number. A tree is *live* once its L4s are pinned: from
 then on every change goes through Xen (``mmu_update``), and a new table is
@@ -36,8 +45,10 @@ from minikern.recipe import (
 from minikern.vma import VmaMap
 
 __all__ = [
+    "LOWER",
     "SHIFT",
     "USER_LIMIT",
+    "USER_LIMIT_PAE",
     "AddressSpace",
     "TableKey",
     "add_table",
@@ -50,6 +61,10 @@ SHIFT = {1: 21, 2: 30, 3: 39}
 """``va >> SHIFT[n]`` is the index of the level-n table covering ``va``."""
 USER_LIMIT = 1 << 47
 """User virtual addresses are below this (L4 slots 0..255)."""
+USER_LIMIT_PAE = 0xC0000000
+"""A PAE guest's user addresses are below this (L3 slots 0..2; Linux ``TASK_SIZE``)."""
+LOWER = {4: (3, 2, 1), 3: (2, 1)}
+"""Levels of the tables below the top, top-down, for a tree of 4 or 3 (PAE) levels."""
 TableKey = tuple[int, int]
 USER_PROT = abi._PAGE_PRESENT | abi._PAGE_USER
 """A user data mapping, read-only (``| _PAGE_RW`` for writable)."""
@@ -94,14 +109,14 @@ def add_table(km: KernelMemory, pfn: Pfn, level: int, parents: Sequence[tuple[Pf
 
 @attrs.define(eq=False)
 class AddressSpace:
-    """One process's tree: its two L4s, its tables, its leaves and its VMAs.
-    Every L1 of a live tree is pinned."""
+    """One process's tree: its two L4s (PAE: its L3 and its kernel L2), its
+    tables, its leaves and its VMAs. Every L1 of a live tree is pinned."""
 
     km: KernelMemory
     l4: Pfn
-    """pfn of the kernel-mode L4 (NEW_BASEPTR)."""
+    """pfn of the kernel-mode L4 (NEW_BASEPTR); PAE: the L3."""
     user_l4: Pfn
-    """pfn of the user-mode L4 (NEW_USER_BASEPTR)."""
+    """pfn of the user-mode L4 (NEW_USER_BASEPTR); PAE: the kernel L2 (L3 slot 3)."""
     tables: dict[TableKey, Pfn] = attrs.Factory(dict)
     used: dict[TableKey, int] = attrs.Factory(dict)
     """Present entries per table (L3-L1)."""
@@ -112,6 +127,33 @@ class AddressSpace:
     vmas: VmaMap = attrs.Factory(VmaMap)
     """What the process may touch: ranges of pages, "r" or "rw"."""
     live: bool = False
+
+    # -- the shape of the tree ----------------------------------------------------
+
+    @property
+    def levels(self) -> int:
+        """4, or 3 on a 32-bit PAE guest."""
+        return 3 if self.km.pae else 4
+
+    @property
+    def user_limit(self) -> int:
+        """User addresses are below this."""
+        return USER_LIMIT_PAE if self.km.pae else USER_LIMIT
+
+    @property
+    def user_base(self) -> Pfn | None:
+        """What NEW_USER_BASEPTR loads: the user L4, or None on a PAE guest."""
+        return None if self.km.pae else self.user_l4
+
+    @property
+    def l3(self) -> Pfn:
+        """A PAE tree's L3 (its top, NEW_BASEPTR)."""
+        return self.l4
+
+    @property
+    def kernel_l2(self) -> Pfn:
+        """A PAE tree's own kernel L2 (L3 slot 3)."""
+        return self.user_l4
 
     # -- looking things up --------------------------------------------------------
 
@@ -132,11 +174,13 @@ class AddressSpace:
     def missing_tables(self, vpn: int) -> int:
         """How many tables mapping ``vpn`` would need."""
         va = vpn << abi.PAGE_SHIFT
-        return sum((lv, va >> SHIFT[lv]) not in self.tables for lv in (3, 2, 1))
+        return sum((lv, va >> SHIFT[lv]) not in self.tables for lv in LOWER[self.levels])
 
     def parents(self, level: int, index: int) -> list[tuple[Pfn, int]]:
         """``(table pfn, slot)`` of every entry that points at table (level, index)."""
-        if level == 3:
+        if level == self.levels - 1:
+            if self.km.pae:
+                return [(self.l3, index)]
             return [(self.l4, index), (self.user_l4, index)]
         return [(self.tables[(level + 1, index >> 9)], index & 511)]
 
@@ -145,7 +189,7 @@ class AddressSpace:
     def ensure_l1(self, vpn: int) -> Pfn:
         """The L1 for ``vpn``, growing the live tree as needed (queued)."""
         va = vpn << abi.PAGE_SHIFT
-        for level in (3, 2, 1):
+        for level in LOWER[self.levels]:
             key = (level, va >> SHIFT[level])
             if key not in self.tables:
                 self.grow(level, key[1])
@@ -157,7 +201,7 @@ class AddressSpace:
         add_table(self.km, pfn, level, self.parents(level, index))
         self.tables[(level, index)] = pfn
         self.used[(level, index)] = 0
-        if level < 3:
+        if level < self.levels - 1:
             self.used[(level + 1, index >> 9)] += 1
         return pfn
 
@@ -190,7 +234,7 @@ class AddressSpace:
         unpin (L1), make writable. Returns their pfns, to free after the flush."""
         va = vpn << abi.PAGE_SHIFT
         gone: list[Pfn] = []
-        for level in (1, 2, 3):
+        for level in reversed(LOWER[self.levels]):
             key = (level, va >> SHIFT[level])
             if key not in self.tables or self.used[key]:
                 break
@@ -198,7 +242,7 @@ class AddressSpace:
             del self.used[key]
             for parent, slot in self.parents(level, key[1]):
                 unlink_table(self.km, parent, slot)
-            if level < 3:
+            if level < self.levels - 1:
                 self.used[(level + 1, key[1] >> 9)] -= 1
             if level == 1:
                 unpin_table(self.km, pfn)

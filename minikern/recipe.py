@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from hypervisor import abi
 from hypervisor.abi import Pfn
 from minikern import steps
-from minikern.kmem import KERNEL_PROT, TABLE_PROT, KernelMemory, map_page, pfn_pte, pfn_to_mfn
+from minikern.kmem import TABLE_PROT, KernelMemory, map_page, pfn_pte, pfn_to_mfn
 
 __all__ = [
     "JUNK",
@@ -71,7 +71,7 @@ def make_readonly(km: KernelMemory, pfn: Pfn, uvmf: int) -> None:
     """Queue: drop RW from ``pfn``'s own direct-map entry (``update_va_mapping``,
     then the ``uvmf`` flush). A frame Xen is to use as a table may not be
     mapped writable anywhere."""
-    map_page(km, km.va(pfn), pfn, KERNEL_PROT & ~abi._PAGE_RW, uvmf)
+    map_page(km, km.va(pfn), pfn, km.kernel_prot & ~abi._PAGE_RW, uvmf)
 
 
 @steps.swappable
@@ -97,11 +97,15 @@ def unlink_table(km: KernelMemory, parent: Pfn, slot: int) -> None:
 @steps.swappable
 def load_base(km: KernelMemory, kernel_l4: Pfn, user_l4: Pfn | None) -> None:
     """Now: ``MMUEXT_NEW_BASEPTR`` of ``kernel_l4`` and ``MMUEXT_NEW_USER_BASEPTR``
-    of ``user_l4`` (mfn 0 for none) in one ``mmuext_op``, after any queued work."""
-    user = pfn_to_mfn(km, user_l4) if user_l4 is not None else 0
-    km.hc.now(
-        (abi.MMUEXT_NEW_BASEPTR, pfn_to_mfn(km, kernel_l4)), (abi.MMUEXT_NEW_USER_BASEPTR, user)
-    )
+    of ``user_l4`` (mfn 0 for none) in one ``mmuext_op``, after any queued work.
+    A 32-bit PAE guest (``km.pae``) has one base per vCPU, its L3 (passed as
+    ``kernel_l4``), and no user base: Xen refuses NEW_USER_BASEPTR there with
+    EINVAL, so with ``user_l4`` None only NEW_BASEPTR goes."""
+    ops: list[tuple[int, int]] = [(abi.MMUEXT_NEW_BASEPTR, pfn_to_mfn(km, kernel_l4))]
+    if user_l4 is not None or not km.pae:
+        user = pfn_to_mfn(km, user_l4) if user_l4 is not None else 0
+        ops.append((abi.MMUEXT_NEW_USER_BASEPTR, user))
+    km.hc.now(*ops)
 
 
 @steps.swappable
@@ -114,7 +118,7 @@ def unpin_table(km: KernelMemory, pfn: Pfn) -> None:
 def make_writable(km: KernelMemory, pfn: Pfn, uvmf: int) -> None:
     """Queue: give ``pfn``'s direct-map entry RW back (Xen allows it only once
     the frame is no longer a table), then the ``uvmf`` flush."""
-    map_page(km, km.va(pfn), pfn, KERNEL_PROT, uvmf)
+    map_page(km, km.va(pfn), pfn, km.kernel_prot, uvmf)
 
 
 @steps.swappable

@@ -83,6 +83,26 @@ top-down; ``mm`` a :class:`minikern.pgtable.AddressSpace`.
   - ``minikern.hypercall:issue_multicall(vcpu, calls: Sequence[abi.MulticallEntry])
     -> list[tuple[int, int]]`` -- one ``HYPERVISOR_multicall``; returns ``(index,
     result)`` of every entry that failed.
+12_pae_guest
+  The same recipe for a 32-bit PAE guest (``Kernel.boot(guest_width=32)``):
+  the L3 on top, pinned with ``MMUEXT_PIN_L3_TABLE``; each tree owns its
+  kernel L2 (L3 slot 3: an L2 there belongs to one L3 only); one base per
+  vCPU (``load_base`` sends no NEW_USER_BASEPTR on a PAE guest). The lesson's
+  break: ``MMUEXT_PIN_L4_TABLE`` on a PAE guest is a silent no-op in Xen
+  (success, nothing pinned), so the tree is unpinned -- unprotected whenever
+  it is not loaded, and refused at exit (``UNPIN`` of a frame not pinned).
+
+  - ``minikern.build:pae_pgd_images(km, l3: Pfn, kernel_l2: Pfn, kernel_pmd:
+    Mapping[int, int]) -> dict[Pfn, dict[int, int]]`` -- the first contents of
+    a new tree's L3 (slot 3 -> ``kernel_l2``) and kernel L2 (a copy of
+    ``kernel_pmd``, the boot kernel L2's guest slots).
+  - ``minikern.build:pin_tree_pae(km, l3: Pfn, kernel_l2: Pfn) -> None`` --
+    queue: the kernel L2, then the L3 (with a TLB flush) read-only, then
+    ``PIN_L3`` of the L3.
+  - ``minikern.build:release_tree_pae(km, l3: Pfn, kernel_l2: Pfn, tables:
+    Tables, loaded: bool) -> None`` -- switch away (NEW_BASEPTR of the boot L3
+    alone, if loaded), unpin the L3, make everything writable (the L3 last,
+    with a TLB flush), free.
 
 Also swappable, in no lesson yet: ``minikern.recipe:unlink_table(km, parent: Pfn,
 slot: int) -> None``. :data:`REGISTRY` is the authority: ``sorted(REGISTRY)``.

@@ -21,9 +21,12 @@ HEADROOM = 2048
 """Machine frames beyond the domain's own: the first MiB, Xen's frames, spare."""
 
 
-def launch(nr_pages: int, hypervisor: Any = None) -> tuple[Any, Any, abi.GuestVCpu, abi.StartInfo]:
-    """Build a domain of ``nr_pages`` on ``hypervisor`` (a new machine if None).
-    Returns the machine, the domain, vCPU 0 and the domain's start_info.
+def launch(
+    nr_pages: int, hypervisor: Any = None, guest_width: int = 64
+) -> tuple[Any, Any, abi.GuestVCpu, abi.StartInfo]:
+    """Build a ``guest_width``-bit domain (64, or 32 for PAE) of ``nr_pages`` on
+    ``hypervisor`` (a new machine if None). Returns the machine, the domain,
+    vCPU 0 and the domain's start_info.
     Raises: TypeError if ``hypervisor`` is not a Hypervisor; ValueError naming
     ``nr_pages`` if the domain cannot be built."""
     if hypervisor is None:
@@ -31,7 +34,7 @@ def launch(nr_pages: int, hypervisor: Any = None) -> tuple[Any, Any, abi.GuestVC
     elif not isinstance(hypervisor, Hypervisor):
         raise TypeError(f"hypervisor must be a Hypervisor or None, not {type(hypervisor).__name__}")
     try:
-        domain = hypervisor.create_domain(nr_pages=nr_pages)
+        domain = hypervisor.create_domain(nr_pages=nr_pages, guest_width=guest_width)
     except ValueError as exc:
         raise ValueError(f"nr_pages={nr_pages}: {exc}") from None
     return hypervisor, domain, domain.vcpus[0], domain.start_info

@@ -25,7 +25,7 @@ from minikern.args import choice_arg
 from minikern.build import tables_for
 from minikern.errors import SegmentationFault, panic
 from minikern.kmem import KernelMemory
-from minikern.pgtable import USER_LIMIT, AddressSpace
+from minikern.pgtable import AddressSpace
 from minikern.recipe import free_frame, zero_frame
 
 __all__ = [
@@ -45,16 +45,17 @@ FLUSH_CEILING = 33
 """x86's ``tlb_single_page_flush_ceiling``: beyond it, flush everything."""
 
 
-def page_range(va: int, length: int) -> range:
-    """The vpns of ``[va, va + length)``: ``va`` page-aligned, inside user space."""
+def page_range(va: int, length: int, limit: int) -> range:
+    """The vpns of ``[va, va + length)``: ``va`` page-aligned, inside user space
+    (below ``limit``: ``mm.user_limit``)."""
     for name, value in (("va", va), ("length", length)):
         if type(value) is not int:
             raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not 0 <= va < USER_LIMIT or va % abi.PAGE_SIZE:
-        raise ValueError(f"va must be page-aligned and below {USER_LIMIT:#x}, not {va:#x}")
-    if not 0 < length <= USER_LIMIT - va:
+    if not 0 <= va < limit or va % abi.PAGE_SIZE:
+        raise ValueError(f"va must be page-aligned and below {limit:#x}, not {va:#x}")
+    if not 0 < length <= limit - va:
         raise ValueError(
-            f"length must be > 0 and end by {USER_LIMIT:#x} (at most {USER_LIMIT - va:#x} "
+            f"length must be > 0 and end by {limit:#x} (at most {limit - va:#x} "
             f"from va {va:#x}), not {length:#x}"
         )
     return range(va >> abi.PAGE_SHIFT, (va + length + abi.PAGE_SIZE - 1) >> abi.PAGE_SHIFT)
@@ -107,11 +108,11 @@ def do_mmap(
 ) -> None:
     """Map ``[va, va+length)`` with ``prot``, replacing what was there (MAP_FIXED).
     With ``populate``, every page gets its frame now (memory checked first)."""
-    vpns = page_range(va, length)
+    vpns = page_range(va, length, mm.user_limit)
     _check_prot(prot)
     if populate:
         km.alloc.ensure(len(vpns))
-        km.alloc.ensure(len(tables_for(list(vpns)) - mm.tables.keys()) + len(vpns))
+        km.alloc.ensure(len(tables_for(list(vpns), mm.levels) - mm.tables.keys()) + len(vpns))
     old = present_in(mm, vpns)
     if old:
         unmap_pages(km, mm, old)
@@ -128,7 +129,7 @@ def do_mmap(
 
 def do_munmap(km: KernelMemory, mm: AddressSpace, va: int, length: int) -> None:
     """Unmap ``[va, va+length)``; every page of it must be mapped."""
-    vpns = page_range(va, length)
+    vpns = page_range(va, length, mm.user_limit)
     _require_mapped(mm, vpns, "munmap")
     unmap_pages(km, mm, present_in(mm, vpns))
     mm.vmas.set(vpns.start, vpns.stop, None)
@@ -151,7 +152,7 @@ def unmap_pages(km: KernelMemory, mm: AddressSpace, present: list[int]) -> None:
 def do_mprotect(km: KernelMemory, mm: AddressSpace, va: int, length: int, prot: str) -> None:
     """Change the protection of mapped pages; a shared (copy-on-write) page
     stays read-only until the write fault copies it."""
-    vpns = page_range(va, length)
+    vpns = page_range(va, length, mm.user_limit)
     _check_prot(prot)
     _require_mapped(mm, vpns, "mprotect")
     mm.vmas.set(vpns.start, vpns.stop, prot)
@@ -170,7 +171,7 @@ def do_mprotect(km: KernelMemory, mm: AddressSpace, va: int, length: int, prot: 
 def handle_fault(km: KernelMemory, mm: AddressSpace, va: int, write: bool) -> None:
     """Resolve a user page fault at ``va`` or raise SegmentationFault."""
     vpn = va >> abi.PAGE_SHIFT
-    prot = mm.vmas.find(vpn) if 0 <= va < USER_LIMIT else None
+    prot = mm.vmas.find(vpn) if 0 <= va < mm.user_limit else None
     if prot is None:
         raise SegmentationFault(va, "no mapping at this address")
     if write and prot != "rw":

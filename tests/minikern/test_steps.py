@@ -60,6 +60,11 @@ LESSONS = {
         "minikern.recipe:free_frame",
     ],
     "11_batching": ["minikern.hypercall:issue_multicall"],
+    "12_pae_guest": [
+        "minikern.build:pae_pgd_images",
+        "minikern.build:pin_tree_pae",
+        "minikern.build:release_tree_pae",
+    ],
 }
 
 
