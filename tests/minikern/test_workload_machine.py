@@ -1,5 +1,6 @@
 """A random workload against a plain model of each process's memory, with the
-hypervisor's audit after every step."""
+hypervisor's audit after every step: 64-bit and 32-bit PAE guests, both
+strategies."""
 
 from __future__ import annotations
 
@@ -20,15 +21,13 @@ from minikern import Kernel, Process, SegmentationFault
 
 REGIONS = (0x400000, 0x5FE000, 0x7FFF_FFFF_C000)
 """Four pages each: plain, across an L1 boundary, at the top of user space."""
+REGIONS_PAE = (0x400000, 0x3FFFE000, 0xBFFF_C000)
+"""The same for a 32-bit PAE guest: plain, across an L2 (L3 slot) boundary,
+at the top of user space (3 GiB)."""
 Model = dict[int, tuple[str, bytearray]]
 
-pages = st.tuples(st.sampled_from(REGIONS), st.integers(0, 3), st.integers(1, 4))
-
-
-def _vas(region: tuple[int, int, int]) -> tuple[int, int]:
-    base, first, count = region
-    count = min(count, 4 - first)
-    return base + first * PAGE, count
+pages = st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(1, 4))
+"""(region index, first page, page count)."""
 
 
 class Workload(RuleBasedStateMachine):
@@ -36,11 +35,17 @@ class Workload(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.k = Kernel.boot(nr_pages=2048, strategy=self.strategy)
+        self.k = Kernel.boot(nr_pages=2048, strategy=self.strategy, guest_width=self.guest_width)
         self.model: dict[int, Model] = {}
         self.live: dict[int, Process] = {}
 
     strategy = "linux"
+    guest_width = 64
+    regions = REGIONS
+
+    def _vas(self, where: tuple[int, int, int]) -> tuple[int, int]:
+        region, first, count = where
+        return self.regions[region] + first * PAGE, min(count, 4 - first)
 
     def _vpns(self, va: int, count: int) -> list[int]:
         return [(va >> 12) + i for i in range(count)]
@@ -77,7 +82,7 @@ class Workload(RuleBasedStateMachine):
     def mmap(self, p: Process, where: tuple[int, int, int], prot: str) -> None:
         if not p.alive:
             return
-        va, count = _vas(where)
+        va, count = self._vas(where)
         p.mmap(va, count * PAGE, prot)
         for vpn in self._vpns(va, count):
             self.model[p.pid][vpn] = (prot, bytearray(PAGE))
@@ -86,7 +91,7 @@ class Workload(RuleBasedStateMachine):
     def munmap(self, p: Process, where: tuple[int, int, int]) -> None:
         if not p.alive:
             return
-        va, count = _vas(where)
+        va, count = self._vas(where)
         vpns, m = self._vpns(va, count), self.model[p.pid]
         if all(v in m for v in vpns):
             p.munmap(va, count * PAGE)
@@ -103,7 +108,7 @@ class Workload(RuleBasedStateMachine):
     def mprotect(self, p: Process, where: tuple[int, int, int], prot: str) -> None:
         if not p.alive:
             return
-        va, count = _vas(where)
+        va, count = self._vas(where)
         vpns, m = self._vpns(va, count), self.model[p.pid]
         if all(v in m for v in vpns):
             p.mprotect(va, count * PAGE, prot)
@@ -125,7 +130,7 @@ class Workload(RuleBasedStateMachine):
     def write(self, p: Process, where: tuple[int, int, int], offset: int, data: bytes) -> None:
         if not p.alive:
             return
-        va = _vas(where)[0] + min(offset, PAGE - len(data))
+        va = self._vas(where)[0] + min(offset, PAGE - len(data))
         entry = self.model[p.pid].get(va >> 12)
         if entry is None or entry[0] != "rw":
             try:
@@ -140,7 +145,7 @@ class Workload(RuleBasedStateMachine):
     def read(self, p: Process, where: tuple[int, int, int], offset: int, n: int) -> None:
         if not p.alive:
             return
-        va = _vas(where)[0] + min(offset, PAGE - n)
+        va = self._vas(where)[0] + min(offset, PAGE - n)
         entry = self.model[p.pid].get(va >> 12)
         if entry is None:
             try:
@@ -170,6 +175,15 @@ class MiniosWorkload(Workload):
     strategy = "minios"
 
 
+class PaeWorkload(Workload):
+    guest_width = 32
+    regions = REGIONS_PAE
+
+
+class PaeMiniosWorkload(PaeWorkload):
+    strategy = "minios"
+
+
 _SETTINGS = settings(
     max_examples=25,
     stateful_step_count=30,
@@ -180,3 +194,8 @@ TestWorkloadLinux = Workload.TestCase
 TestWorkloadLinux.settings = _SETTINGS
 TestWorkloadMinios = MiniosWorkload.TestCase
 TestWorkloadMinios.settings = _SETTINGS
+_PAE_SETTINGS = settings(_SETTINGS, max_examples=10)
+TestWorkloadPae = PaeWorkload.TestCase
+TestWorkloadPae.settings = _PAE_SETTINGS
+TestWorkloadPaeMinios = PaeMiniosWorkload.TestCase
+TestWorkloadPaeMinios.settings = _PAE_SETTINGS
