@@ -50,6 +50,8 @@ class Options:
     hidden_seed: int | None = None
     pattern: str | None = None
     jail: bool = True
+    explain: bool = True
+    """Compute each failure's first divergence from the reference run (verify does not)."""
 
 
 def select(lesson: Lesson, opts: Options) -> list[TestCase]:
@@ -324,7 +326,7 @@ def _evaluate(
             if why0:
                 lines.append(why0)
             if div is None:
-                div = first_divergence(run, m)
+                div = first_divergence(run, m) if opts.explain else ""
             if div:
                 lines.append(f"first divergence from the reference run: {div}")
             pointer = _hint_pointer(lesson, rule)

@@ -28,7 +28,8 @@ def _zero(r: LessonResult) -> bool:
 
 def verify_lesson(lesson: Lesson, seed: int | None = None) -> Iterator[tuple[str, bool]]:
     """``(what, held)`` for each property of ``lesson``."""
-    opts = Options(seed=0, hidden_seed=seed if seed is not None else secrets.randbelow(2**31))
+    hidden = seed if seed is not None else secrets.randbelow(2**31)
+    opts = Options(seed=0, hidden_seed=hidden, explain=False)
     ref = _grade(lesson, source.solution_source(lesson), opts)
     yield (
         f"{lesson.id}: reference {ref.score}/{ref.max_score} (hidden seed "
