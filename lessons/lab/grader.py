@@ -205,7 +205,7 @@ def _parsed(run: Run, lines: list[str], xen: Any) -> Any:
     if h is None or h.total_frames != w.frames or dict(h.config) != config or len(h.domains) != 1:
         raise Tampered("the trace's header is not the workload's machine")
     spec = h.domains[0]
-    if spec != DomainSpec(w.nr_pages, False, 64, 1, spec.at) or spec.at != 0:
+    if spec != DomainSpec(w.nr_pages, False, w.guest_width, 1, spec.at) or spec.at != 0:
         raise Tampered("the trace's domain is not the workload's domain")
     return trace
 
@@ -217,7 +217,7 @@ def replay_run(run: Run, sent: Sent) -> Machine:
 
     xen = Hypervisor(total_frames=run.workload.frames)
     trace = _parsed(run, sent.lines, xen)
-    xen.create_domain(nr_pages=run.workload.nr_pages)
+    xen.create_domain(nr_pages=run.workload.nr_pages, guest_width=run.workload.guest_width)
     try:
         result = replay.run(trace, xen=xen)
     except Exception as exc:

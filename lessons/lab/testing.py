@@ -70,7 +70,8 @@ def _no_plan(rng: random.Random) -> Plan:
 @attrs.frozen
 class Workload:
     """A workload: ``run(guest, plan)`` in the child on a machine of ``frames`` frames with
-    one domain of ``nr_pages``; ``plan(rng)`` picks its parameters from the seed."""
+    one domain of ``nr_pages`` (a ``guest_width``-bit guest: 64, or 32 for PAE);
+    ``plan(rng)`` picks its parameters from the seed."""
 
     name: str
     run: Callable[[Guest, Plan], None]
@@ -78,6 +79,7 @@ class Workload:
     nr_pages: int
     frames: int
     doc: str
+    guest_width: int = 64
 
 
 @attrs.frozen
@@ -93,13 +95,20 @@ class Check:
 
 
 def workload(
-    *, plan: Callable[[random.Random], Plan] = _no_plan, nr_pages: int = 512, frames: int = 16384
+    *,
+    plan: Callable[[random.Random], Plan] = _no_plan,
+    nr_pages: int = 512,
+    frames: int = 16384,
+    guest_width: int = 64,
 ) -> Callable[[Callable[[Guest, Plan], None]], Workload]:
-    """Declare a workload (decorator)."""
+    """Declare a workload (decorator); ``guest_width=32`` boots a 32-bit PAE guest."""
+    if guest_width not in (32, 64):
+        raise ValueError(f"guest_width must be 32 or 64, not {guest_width!r}")
 
     def deco(fn: Callable[[Guest, Plan], None]) -> Workload:
         doc = (fn.__doc__ or "").strip().splitlines()
-        return Workload(fn.__name__, fn, plan, nr_pages, frames, doc[0] if doc else "")
+        first = doc[0] if doc else ""
+        return Workload(fn.__name__, fn, plan, nr_pages, frames, first, guest_width)
 
     return deco
 
@@ -140,12 +149,16 @@ class Guest:
         self.remembered: dict[int, Any] = {}
 
     def boot(self, **options: Any) -> Any:
-        """Boot minikern (``Kernel.boot`` options: ``strategy``, ``fork_style``)."""
+        """Boot minikern (``Kernel.boot`` options: ``strategy``, ``fork_style``) on a
+        guest of the workload's declared ``guest_width``."""
         from hypervisor import Hypervisor
         from minikern import Kernel
 
         if self.kernel is not None:
             raise RuntimeError("a workload boots one kernel")
+        width = options.setdefault("guest_width", self.workload.guest_width)
+        if width != self.workload.guest_width:
+            raise ValueError("declare the guest width on @workload(guest_width=...)")
         self.xen = Hypervisor(total_frames=self.workload.frames)
         self.xen.trace.record_stores = True
         self.kernel = Kernel.boot(self.workload.nr_pages, hypervisor=self.xen, **options)
