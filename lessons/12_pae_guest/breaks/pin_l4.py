@@ -1,8 +1,8 @@
 """Pinned with PIN_L4: the 64-bit pin command on a 32-bit PAE guest. Xen ignores
 ``MMUEXT_PIN_L4_TABLE`` for a 32-bit domain -- it answers success and pins nothing. The
-tree is validated only while it is loaded, unprotected whenever it is not, and the exit's
-``MMUEXT_UNPIN_TABLE`` is refused (``unpin.not-pinned``): the check sees an L3 that is not
-pinned (``lesson.not-pinned``)."""
+tree is validated only while it is loaded and unprotected whenever it is not; the first
+complaint comes at exit, where ``MMUEXT_UNPIN_TABLE`` of the L3 is refused
+(``unpin.not-pinned``), and ``release_tree_pae`` raising zeroes the lesson."""
 
 from __future__ import annotations
 
