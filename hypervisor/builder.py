@@ -22,6 +22,7 @@ import attrs
 
 from hypervisor import abi
 from hypervisor.hw import Mmu
+from hypervisor.mm.adjust import GUEST_KERNEL
 from hypervisor.mm.domain import PvDomain, PvVcpu
 from hypervisor.mm.frames import PageType
 from hypervisor.mm.refs import get_page, get_page_type
@@ -41,7 +42,9 @@ VIRT_BASE = {64: 0xFFFFFFFF80000000, 32: 0xC0000000}
 guests, ``PAGE_OFFSET`` for 32-bit ones."""
 _VIRT_END = {64: 1 << 64, 32: abi.HYPERVISOR_COMPAT_VIRT_START}
 _SHIFTS = {64: (39, 30, 21), 32: (30, 21)}
-_L1_PROT = {64: P | RW | A | US, 32: P | RW | A}
+_L1_PROT = {64: P | RW | A | US | GUEST_KERNEL, 32: P | RW | A}
+"""dom0_build.c ``L1_PROT`` (the kernel's own mappings, already marked as Xen's
+``adjust_guest_l1e`` would) and ``COMPAT_L1_PROT``."""
 _UPPER_PROT = {64: P | RW | A | D | US, 32: P | RW | A | D}
 
 

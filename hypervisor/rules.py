@@ -61,7 +61,6 @@ __all__ = [
     "MACHPHYS_NOT_OWNED",
     "MMUEXT_BAD_LDT",
     "MMUEXT_CACHE_FLUSH_DENIED",
-    "MMUEXT_FD_NOT_PV",
     "MMUEXT_FOREIGN_OP",
     "MMUEXT_NO_SUPERPAGES",
     "MMUEXT_UNKNOWN_COMMAND",
@@ -82,7 +81,7 @@ __all__ = [
     "TYPE_WRITABLE_MAPPED",
     "UNPIN_NOT_OWNED",
     "UNPIN_NOT_PINNED",
-    "UVM_BAD_FLAGS",
+    "UVM_BAD_VCPUMASK",
     "UVM_BAD_VA",
     "UVM_NO_L1",
     "VM_ASSIST_BAD_CMD",
@@ -432,13 +431,6 @@ MMUEXT_FOREIGN_OP: Final = _r(
     "issue it with DOMID_SELF",
     "do_mmuext_op",
 )
-MMUEXT_FD_NOT_PV: Final = _r(
-    "mmuext.fd-not-pv",
-    E.EINVAL,
-    "mmuext_op acts on PV domains only, not DOMID_IO/DOMID_XEN",
-    "name a PV domain (or DOMID_SELF)",
-    "do_mmuext_op",
-)
 MMUEXT_UNKNOWN_COMMAND: Final = _r(
     "mmuext.unknown-command",
     E.ENOSYS,
@@ -475,12 +467,13 @@ PAGE_NOT_OWNED: Final = _r(
     "do_mmuext_op: CLEAR_PAGE / COPY_PAGE",
 )
 # -- update_va_mapping -------------------------------------------------------
-UVM_BAD_FLAGS: Final = _r(
-    "uvm.bad-flags",
-    E.EINVAL,
-    "update_va_mapping flags must be UVMF_NONE/TLB_FLUSH/INVLPG optionally ORed with UVMF_ALL",
-    "pass a valid flags value",
-    "__do_update_va_mapping",
+UVM_BAD_VCPUMASK: Final = _r(
+    "uvm.bad-vcpumask",
+    E.EFAULT,
+    "with a flush type and a scope other than UVMF_LOCAL/UVMF_ALL, flags & ~3 is the "
+    "guest address of a vCPU bitmap, and it must be readable",
+    "pass UVMF_LOCAL or UVMF_ALL, or the address of a mapped bitmap",
+    "__do_update_va_mapping: vcpumask_to_pcpumask",
 )
 UVM_BAD_VA: Final = _r(
     "uvm.bad-va",

@@ -204,7 +204,9 @@ def release_tree_pae(
 
 def _alloc_top(km: KernelMemory) -> AddressSpace:
     """A record for a new tree with its two top frames allocated (not yet
-    zeroed): the two L4s, or the PAE L3 and its kernel L2."""
+    zeroed): the two L4s, or the PAE L3 and its kernel L2. A 64-bit tree needs
+    the user L4 because it alone hides kernel memory from user code (Xen makes
+    every 64-bit entry user-accessible; see ``pgtable``)."""
     l4 = km.alloc.alloc()
     return AddressSpace(km, l4, km.alloc.alloc())
 

@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 KERNEL_PROT = abi._PAGE_PRESENT | abi._PAGE_RW | abi._PAGE_USER | abi._PAGE_ACCESSED
-"""A direct-map entry (64-bit PV kernels run in ring 3, so USER is set)."""
+"""A direct-map entry (64-bit PV kernels run in ring 3, so USER is set; left
+out, Xen would add it itself)."""
 KERNEL_PROT_PAE = abi._PAGE_PRESENT | abi._PAGE_RW | abi._PAGE_ACCESSED
 """A direct-map entry of a 32-bit PAE kernel: it runs in ring 1, so its own
 memory has no USER bit and user code (ring 3) cannot touch it."""

@@ -3,9 +3,13 @@
 64-bit PV gives each vCPU two bases, like Linux: the **kernel L4** (the kernel
 half -- L4 slots 272..511, copied from the boot L4, so slot 511 and the direct
 map -- plus the user half) is loaded with NEW_BASEPTR; the **user L4** holds the
-user half only and is loaded with NEW_USER_BASEPTR. User code therefore cannot
-even name kernel memory: the hardware, not a software check, refuses it. Both
-L4s point at the same L3s, so the user half is kept once.
+user half only and is loaded with NEW_USER_BASEPTR. Two L4s are needed because
+a 64-bit PV kernel runs in ring 3, like its user code: Xen makes every present
+entry user-accessible (it adds USER to whatever the kernel writes, pv/mm.h
+``adjust_guest_l*e``), so no USER bit can keep user code out of kernel memory.
+What keeps it out is that the user L4 does not map kernel memory at all: user
+code cannot even name it. Both L4s point at the same L3s, so the user half is
+kept once.
 
 A 32-bit PAE guest (``km.pae``) has one base, the **L3** (four entries).
 Slots 0..2 are user space (below :data:`USER_LIMIT_PAE`), slot 3 points at

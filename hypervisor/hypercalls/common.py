@@ -12,11 +12,12 @@ from hypervisor.abi import (
     Mfn,
 )
 from hypervisor.errors import GuestError
-from hypervisor.mm.domain import PvDomain
+from hypervisor.hw import WalkFault
+from hypervisor.mm.domain import PvDomain, PvVcpu
 from hypervisor.mm.frames import PageInfo
 from hypervisor.mm.state import XenState
 
-__all__ = ["get_pg_owner", "guest_va_ok", "ram_page"]
+__all__ = ["addr_ok", "copy_from_guest", "get_pg_owner", "guest_va_ok", "ram_page", "vcpumask"]
 
 
 def get_pg_owner(xen: XenState, d: PvDomain, domid: int) -> PvDomain:
@@ -47,3 +48,48 @@ def guest_va_ok(d: PvDomain, va: int) -> bool:
     if d.is_32bit:
         return 0 <= va < HYPERVISOR_COMPAT_VIRT_START
     return 0 <= va < 1 << 47 or HYPERVISOR_VIRT_END <= va < 1 << 64
+
+
+def addr_ok(va: int) -> bool:
+    """``__addr_ok``: an address Xen lets a guest hand it (below 2^47 or above
+    Xen's hole), the same test for 32-bit guests."""
+    return 0 <= va < 1 << 47 or HYPERVISOR_VIRT_END <= va < 1 << 64
+
+
+def copy_from_guest(xen: XenState, v: PvVcpu, va: int, n: int) -> bytes | None:
+    """``n`` bytes at guest virtual address ``va``, read as Xen's
+    ``copy_from_guest`` does: through the vCPU's current (kernel) page tables
+    and its TLB, with the guest's rights. None when the range is not a guest
+    address or a page of it is not mapped (Xen: the copy faults, EFAULT)."""
+    if not (addr_ok(va) and addr_ok(va + n - 1)):
+        return None
+    out = bytearray()
+    while len(out) < n:
+        off = va & 0xFFF
+        chunk = min(n - len(out), 4096 - off)
+        try:
+            mfn = v.mmu.translate(va, write=False, user=False)
+        except WalkFault:
+            return None
+        if xen.mem.is_ram(mfn):
+            out += xen.mem.page(mfn)[off : off + chunk]
+        else:
+            out += b"\xff" * chunk
+        va += chunk
+    return bytes(out)
+
+
+def vcpumask(xen: XenState, v: PvVcpu, ptr: int) -> list[PvVcpu] | None:
+    """The vCPUs named by the bitmap at guest address ``ptr`` (mm.c
+    ``vcpumask_to_pcpumask``): one word per 64 vCPUs (32 for a 32-bit guest),
+    read only as far as the domain has vCPUs. None if a word cannot be read."""
+    d = v.domain
+    width = 32 if d.is_32bit else 64
+    targets: list[PvVcpu] = []
+    for first in range(0, len(d.vcpus), width):
+        raw = copy_from_guest(xen, v, ptr + first // 8, width // 8)
+        if raw is None:
+            return None
+        bits = int.from_bytes(raw, "little")
+        targets += [w for w in d.vcpus[first : first + width] if bits >> (w.vcpu_id - first) & 1]
+    return targets

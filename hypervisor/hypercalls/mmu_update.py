@@ -13,7 +13,16 @@ from typing import Any
 import attrs
 
 from hypervisor import rules
-from hypervisor.abi import DOMID_SELF, PAGE_SHIFT, Mfn, MmuUpdate, maddr_mfn, maddr_slot
+from hypervisor.abi import (
+    DOMID_IO,
+    DOMID_SELF,
+    DOMID_XEN,
+    PAGE_SHIFT,
+    Mfn,
+    MmuUpdate,
+    maddr_mfn,
+    maddr_slot,
+)
 from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int, as_sequence, mmu_request
 from hypervisor.hypercalls.common import get_pg_owner, ram_page
@@ -23,7 +32,7 @@ from hypervisor.mm.entries import mod_l1_entry, mod_upper_entry
 from hypervisor.mm.explain import held_by, not_owned
 from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.mm.refs import get_page_type, put_page_type
-from hypervisor.mm.state import XenState
+from hypervisor.mm.state import IO_FRAMES, XenState
 
 __all__ = ["do_mmu_update"]
 
@@ -46,11 +55,13 @@ class _Batch:
 
 
 def _pt_owner(xen: XenState, d: PvDomain, pfd: int) -> PvDomain:
-    """The page-table owner from the high half of foreigndom (PFD+1; 0 = self)."""
+    """The page-table owner from the high half of foreigndom (PFD+1; 0 = self),
+    looked up with ``rcu_lock_domain_by_id``: only real domains, so DOMID_SELF,
+    DOMID_IO and DOMID_XEN there are ESRCH."""
     if pfd == 0:
         return d
     domid = pfd - 1
-    if domid in (d.domid, DOMID_SELF):
+    if domid == d.domid:
         return d
     dom = xen.domains.get(domid)
     if dom is None:
@@ -60,12 +71,14 @@ def _pt_owner(xen: XenState, d: PvDomain, pfd: int) -> PvDomain:
 
 @hypercall(1, "mmu_update", 1, 2)
 def do_mmu_update(xen: XenState, v: PvVcpu, reqs: Any, foreigndom: Any = DOMID_SELF) -> int:
-    """mm.c ``do_mmu_update``. Returns the number of requests done."""
+    """mm.c ``do_mmu_update``. Returns the number of requests done. Checked in
+    Xen's order: the request array (EFAULT), PFD then FD (ESRCH); then per
+    request its command (ENOSYS), XSM (EPERM) and the command's own checks."""
     d = v.domain
     fd = as_int(foreigndom, 32, "foreigndom")
-    pg_owner = get_pg_owner(xen, d, fd & 0xFFFF)
-    pt_owner = _pt_owner(xen, d, fd >> 16)
     reqs = as_sequence(reqs, "reqs")
+    pt_owner = _pt_owner(xen, d, fd >> 16)
+    pg_owner = get_pg_owner(xen, d, fd & 0xFFFF)
     xen.stats["requests"] += len(reqs)
     foreign = (pg_owner is not d and pg_owner is not xen.dom_io) or pt_owner is not d
     batch = _Batch(d, pt_owner, pg_owner, foreign and not d.privileged)
@@ -104,11 +117,10 @@ def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
                     ptr, val = mmu_request(r)
             else:
                 ptr, val = mmu_request(r)
-            if denied:
-                raise _xsm_refusal(batch)
             mfn: Mfn = ptr >> PAGE_SHIFT  # type: ignore[assignment] # maddr_mfn, inlined
             if (
-                mfn == last_mfn
+                not denied
+                and mfn == last_mfn
                 and not ptr & 7
                 and last_pg is not None
                 and last_words is not None
@@ -119,14 +131,16 @@ def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
                 mod_l1_entry(xen, mfn, last_words, slot, val, pt_owner, pg_owner)
                 continue
             cmd = ptr & 7
-            if cmd in (0, 2, 3):
-                pg = _normal_update(xen, ptr, val, batch, cmd == 2)
-                if pg.type is L1 and pg.type_count:
-                    last_mfn, last_pg, last_words = mfn, pg, xen.mem.words(mfn)
-            elif cmd == 1:
-                _machphys_update(xen, ptr, val, batch)
-            else:
+            if cmd > 3:
                 raise GuestError(rules.MMU_UNKNOWN_COMMAND, f"ptr {ptr:#x} carries command {cmd}")
+            if cmd == 1:
+                _machphys_update(xen, ptr, val, batch)
+                continue
+            if denied:
+                raise _xsm_refusal(batch)
+            pg = _normal_update(xen, ptr, val, batch, cmd == 2)
+            if pg.type is L1 and pg.type_count:
+                last_mfn, last_pg, last_words = mfn, pg, xen.mem.words(mfn)
     except GuestError as err:
         err.done = i
         raise
@@ -182,14 +196,26 @@ def _normal_update(xen: XenState, ptr: int, val: int, batch: _Batch, preserve_ad
 
 
 def _machphys_update(xen: XenState, ptr: int, val: int, batch: _Batch) -> None:
-    """MMU_MACHPHYS_UPDATE: ``M2P[maddr_mfn(ptr)] = val``, for the frame's owner only."""
+    """MMU_MACHPHYS_UPDATE: ``M2P[maddr_mfn(ptr)] = val``. The page-table owner
+    must be the caller (EPERM); XSM checks FD unless it is DOMID_IO (EPERM); the
+    frame must belong to FD (EINVAL) -- with DOMID_IO, an I/O frame of RAM."""
     if batch.pt_owner is not batch.caller:
         raise GuestError(
             rules.MACHPHYS_FOREIGN_PFD,
             f"MACHPHYS_UPDATE with page-table owner d{batch.pt_owner.domid}",
         )
+    if batch.denied:
+        raise _xsm_refusal(batch)
     mfn = maddr_mfn(ptr)
-    pg = ram_page(xen, mfn)
-    if pg is None or pg.owner != batch.pg_owner.domid or not pg.count:
+    if batch.pg_owner is xen.dom_io:
+        owned = 0 <= mfn < IO_FRAMES  # the first MiB: RAM that DOMID_IO owns
+    else:
+        pg = ram_page(xen, mfn)
+        owned = pg is not None and pg.owner == batch.pg_owner.domid and pg.count > 0
+    if not owned:
         raise GuestError(rules.MACHPHYS_NOT_OWNED, not_owned(xen, mfn, batch.pg_owner.domid))
     xen.m2p[mfn] = val
+
+
+def _name(d: PvDomain) -> str:
+    return {DOMID_IO: "DOMID_IO", DOMID_XEN: "DOMID_XEN"}.get(d.domid, f"d{d.domid}")

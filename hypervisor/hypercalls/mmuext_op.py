@@ -9,13 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from hypervisor import rules
-from hypervisor.abi import DOMID_SELF, Mfn, MmuExtCmd
+from hypervisor.abi import DOMID_IO, DOMID_SELF, DOMID_XEN, Mfn, MmuExtCmd
 from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int, as_sequence, mmuext_request
-from hypervisor.hypercalls.common import get_pg_owner, guest_va_ok, ram_page
+from hypervisor.hypercalls.common import addr_ok, get_pg_owner, ram_page
 from hypervisor.hypercalls.dispatch import hypercall
 from hypervisor.mm.domain import PvDomain, PvVcpu
-from hypervisor.mm.explain import domain_name, held_by, not_owned, type_name
+from hypervisor.mm.explain import held_by, not_owned, type_name
 from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.mm.refs import get_page, get_page_type, put_page, put_page_and_type
 from hypervisor.mm.state import XenState
@@ -27,6 +27,8 @@ Op = Callable[[XenState, PvVcpu, PvDomain, int, int], None]
 COMMANDS: dict[int, Op] = {}
 WRITABLE = PageType.WRITABLE
 PIN_TYPE = {0: PageType.L1, 1: PageType.L2, 2: PageType.L3, 3: PageType.L4}
+ZERO_BLOCK_PTR = 0xBAD0BAD0BAD0BAD0
+"""What Xen stores as the LDT base of an LDT with no entries."""
 
 
 def command(*numbers: int) -> Callable[[Op], Op]:
@@ -40,16 +42,18 @@ def command(*numbers: int) -> Callable[[Op], Op]:
 
 @hypercall(26, "mmuext_op", 1, 2)
 def do_mmuext_op(xen: XenState, v: PvVcpu, ops: Any, foreigndom: Any = DOMID_SELF) -> int:
-    """mm.c ``do_mmuext_op``. Returns the number of ops done."""
+    """mm.c ``do_mmuext_op``. Returns the number of ops done. Checked in Xen's
+    order: the op array (EFAULT), foreigndom (ESRCH; DOMID_IO and DOMID_XEN
+    count as PV domains), XSM (EPERM unless the caller is privileged), then
+    each op in turn."""
     d = v.domain
-    pg_owner = get_pg_owner(xen, d, as_int(foreigndom, 16, "foreigndom"))
-    if pg_owner is xen.dom_io or pg_owner is xen.dom_xen:
-        raise GuestError(rules.MMUEXT_FD_NOT_PV, f"foreigndom is {domain_name(pg_owner.domid)}")
+    fd = as_int(foreigndom, 32, "foreigndom")
+    ops = as_sequence(ops, "ops")
+    pg_owner = get_pg_owner(xen, d, fd & 0xFFFF)
     if pg_owner is not d and not d.privileged:
         raise GuestError(
-            rules.FOREIGNDOM_NOT_PRIVILEGED, f"d{d.domid} may not act on d{pg_owner.domid}"
+            rules.FOREIGNDOM_NOT_PRIVILEGED, f"d{d.domid} may not act on {_name(pg_owner)}"
         )
-    ops = as_sequence(ops, "ops")
     xen.stats["requests"] += len(ops)
     for i, op in enumerate(ops):
         cmd = arg1 = -1
@@ -64,6 +68,10 @@ def do_mmuext_op(xen: XenState, v: PvVcpu, ops: Any, foreigndom: Any = DOMID_SEL
             err.context = _context(i, len(ops), cmd, arg1)
             raise
     return len(ops)
+
+
+def _name(d: PvDomain) -> str:
+    return {DOMID_IO: "DOMID_IO", DOMID_XEN: "DOMID_XEN"}.get(d.domid, f"d{d.domid}")
 
 
 def _context(i: int, n: int, cmd: int, arg1: int) -> str:
@@ -83,8 +91,10 @@ _MFN_COMMANDS = {0, 1, 2, 3, 4, 5, 15, 16, 17}
 
 def _owned(xen: XenState, mfn: Mfn, owner: PvDomain, refuse: Rule, role: str = "") -> PageInfo:
     """Take a general reference on ``mfn`` for ``owner`` or refuse with rule
-    ``refuse`` (mm.c ``get_page_from_mfn``). Released with ``put_page``.
-    ``role`` names the argument in the message (``"the source: "``)."""
+    ``refuse`` (mm.c ``get_page_from_gfn``). Released with ``put_page``.
+    ``role`` names the argument in the message (``"the source: "``). The first
+    MiB, DOMID_IO's, has no frame-table entries here, so it is never found
+    (see docs/faithfulness/audit.md)."""
     pg = ram_page(xen, mfn)
     if not get_page(pg, owner.domid):
         raise GuestError(refuse, f"{role}{not_owned(xen, mfn, owner.domid)}")
@@ -213,12 +223,14 @@ def _load(xen: XenState, v: PvVcpu, mfn: Mfn) -> None:
 
 @command(15)
 def _new_user_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _a: int) -> None:
-    """MMUEXT_NEW_USER_BASEPTR: the L4 used in user mode (64-bit only); 0 clears it."""
+    """MMUEXT_NEW_USER_BASEPTR: the L4 used in user mode (64-bit only); 0 clears
+    it. A 32-bit guest's op is refused while it is translated
+    (x86_64/compat/mm.c ``compat_mmuext_op``), before any other check of it."""
     mfn = Mfn(arg1)
-    if pg_owner is not v.domain:
-        raise GuestError(rules.BASEPTR_FOREIGN, f"foreigndom names d{pg_owner.domid}")
     if v.domain.is_32bit:
         raise GuestError(rules.BASEPTR_NO_USER_BASE_32, f"d{v.domain.domid} is a 32-bit guest")
+    if pg_owner is not v.domain:
+        raise GuestError(rules.BASEPTR_FOREIGN, f"foreigndom names d{pg_owner.domid}")
     old = v.guest_table_user
     if mfn == old:
         return
@@ -229,13 +241,21 @@ def _new_user_baseptr(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, _
         put_page_and_type(xen, old, xen.frames[old])
 
 
+def _canonical(va: int) -> bool:
+    """``is_canonical_address`` (48-bit virtual addresses)."""
+    return va < 1 << 47 or va >= (1 << 64) - (1 << 47)
+
+
 def _vcpus_in(d: PvDomain, mask: int) -> list[PvVcpu]:
     return [w for w in d.vcpus if mask >> w.vcpu_id & 1]
 
 
 def _make_flush(scope: str, per_va: bool) -> Op:
     """MMUEXT_TLB_FLUSH_* / MMUEXT_INVLPG_* (LOCAL, MULTI with a vCPU bitmap in
-    arg2, ALL). A non-guest address makes INVLPG a silent no-op."""
+    arg2, ALL). INVLPG of an address it cannot name is a silent no-op: locally
+    a non-canonical one (``paging_invlpg``), elsewhere one failing
+    ``__addr_ok``."""
+    va_ok = _canonical if scope == "local" else addr_ok
 
     def flush(xen: XenState, v: PvVcpu, pg_owner: PvDomain, arg1: int, arg2: int) -> None:
         _self_only(v, pg_owner)
@@ -245,7 +265,7 @@ def _make_flush(scope: str, per_va: bool) -> Op:
         for w in targets:
             if not per_va:
                 xen.flush_vcpu(w, reason)
-            elif guest_va_ok(d, arg1):
+            elif va_ok(arg1):
                 xen.flush_va(w, arg1, reason)
 
     return flush
@@ -274,16 +294,20 @@ def _flush_cache(xen: XenState, v: PvVcpu, pg_owner: PvDomain, _arg1: int, _arg2
 
 @command(13)
 def _set_ldt(xen: XenState, v: PvVcpu, pg_owner: PvDomain, base: int, ents: int) -> None:
-    """MMUEXT_SET_LDT: record the LDT (its frames would be typed lazily on use)."""
+    """MMUEXT_SET_LDT: record the LDT (its frames would be typed lazily on use).
+    At most 8192 entries; with entries, the base must be page aligned and pass
+    ``__addr_ok`` (where the table ends is not checked); with none, the base is
+    ignored (Xen stores ``ZERO_BLOCK_PTR``). A changed LDT drops the old LDT's
+    shadow mappings, which this model does not create, so no flush is needed."""
     _self_only(v, pg_owner)
-    end = base + ents * 8 - 1 if ents else base
-    if base & 0xFFF:
-        why = f"base {base:#x} is not page aligned"
-    elif ents > 8192:
+    if ents > 8192:
         why = f"{ents} entries is more than 8192"
-    elif not guest_va_ok(v.domain, base) or not guest_va_ok(v.domain, end):
-        why = f"{base:#x}-{end:#x} is not all guest address space"
+    elif ents and base & 0xFFF:
+        why = f"base {base:#x} is not page aligned"
+    elif ents and not addr_ok(base):
+        why = f"base {base:#x} is not a guest address (below 2^47 or above Xen's hole)"
     else:
+        v.ldt_base, v.ldt_ents = (base if ents else ZERO_BLOCK_PTR), ents
         return
     raise GuestError(rules.MMUEXT_BAD_LDT, why)
 

@@ -1,6 +1,11 @@
 """``HYPERVISOR_update_va_mapping`` (14) and ``_otherdomain`` (22): change the
 L1 entry that maps one virtual address, found through the caller's current
 page tables, then flush as ``flags`` ask -- only if the update succeeded.
+
+``flags & 3`` is the flush (0 none, 1 the whole TLB, 2 this page, 3 none);
+``flags & ~3`` the vCPUs flushed: 0 this one, ``UVMF_ALL`` all of the
+domain's, any other value the guest address of a vCPU bitmap. A bitmap that
+cannot be read is EFAULT, with the entry already changed.
 """
 
 from __future__ import annotations
@@ -8,10 +13,22 @@ from __future__ import annotations
 from typing import Any
 
 from hypervisor import rules
-from hypervisor.abi import _PAGE_PRESENT, _PAGE_PSE, PAGE_SHIFT, UVMF_NONE, Mfn, pte_mfn
+from hypervisor.abi import (
+    _PAGE_PRESENT,
+    _PAGE_PSE,
+    PAGE_SHIFT,
+    UVMF_ALL,
+    UVMF_FLUSHTYPE_MASK,
+    UVMF_INVLPG,
+    UVMF_LOCAL,
+    UVMF_NONE,
+    UVMF_TLB_FLUSH,
+    Mfn,
+    pte_mfn,
+)
 from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int
-from hypervisor.hypercalls.common import get_pg_owner, guest_va_ok, ram_page
+from hypervisor.hypercalls.common import get_pg_owner, guest_va_ok, ram_page, vcpumask
 from hypervisor.hypercalls.dispatch import hypercall
 from hypervisor.mm.domain import PvDomain, PvVcpu
 from hypervisor.mm.entries import mod_l1_entry
@@ -65,24 +82,33 @@ def _not_guest(d: PvDomain, va: int) -> str:
     return "lies in Xen's hole (0xffff800000000000-0xffff87ffffffffff)"
 
 
-def _flags(flags: Any) -> tuple[int, int]:
-    flags = as_int(flags, 64, "flags")
-    if flags & 3 == 3 or flags & ~3 not in (0, 4):
-        raise GuestError(rules.UVM_BAD_FLAGS, f"flags {flags:#x}")
-    return flags & 3, flags & 4
-
-
 def _update(xen: XenState, v: PvVcpu, va: Any, val: Any, flags: Any, pg_owner: PvDomain) -> None:
+    """mm.c ``__do_update_va_mapping``: the entry first, then the flush."""
     va = as_int(va, 64, "va")
     val = as_int(val, 64, "val")
-    how, scope_all = _flags(flags)
+    flags = as_int(flags, 64, "flags")
     l1mfn, slot = guest_l1e(xen, v, va)
     mod_l1_entry(xen, l1mfn, xen.mem.words(l1mfn), slot, val, v.domain, pg_owner)
-    targets = v.domain.vcpus if scope_all else [v]
+    how = flags & UVMF_FLUSHTYPE_MASK
+    if how not in (UVMF_TLB_FLUSH, UVMF_INVLPG):
+        return  # UVMF_NONE, or 3: no flush, and the scope is never looked at
+    scope = flags & ~UVMF_FLUSHTYPE_MASK
+    if scope == UVMF_LOCAL:
+        targets = [v]
+    elif scope == UVMF_ALL:
+        targets = v.domain.vcpus
+    else:
+        found = vcpumask(xen, v, scope)
+        if found is None:
+            raise GuestError(
+                rules.UVM_BAD_VCPUMASK,
+                f"the vCPU bitmap at {scope:#x} cannot be read (the entry was already written)",
+            )
+        targets = found
     for w in targets:
-        if how == 1:
+        if how == UVMF_TLB_FLUSH:
             xen.flush_vcpu(w, "uvmf_tlb_flush")
-        elif how == 2:
+        else:
             xen.flush_va(w, va, "uvmf_invlpg")
 
 

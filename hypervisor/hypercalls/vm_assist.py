@@ -28,14 +28,15 @@ VALID_COMPAT = frozenset(_COMMON)
 
 @hypercall(21, "vm_assist", 2, 2)
 def do_vm_assist(xen: XenState, v: PvVcpu, cmd: Any, type: Any) -> None:
-    """common/domain.c ``do_vm_assist``."""
+    """common/domain.c ``do_vm_assist``: the type is checked (EINVAL) before
+    the command (ENOSYS)."""
     cmd = as_int(cmd, 32, "cmd")
     type = as_int(type, 32, "type")
     d = v.domain
-    if cmd not in (abi.VMASST_CMD_enable, abi.VMASST_CMD_disable):
-        raise GuestError(rules.VM_ASSIST_BAD_CMD, f"command {cmd}")
     if type not in (VALID_COMPAT if d.is_32bit else VALID_64):
         raise GuestError(rules.VM_ASSIST_BAD_TYPE, f"assist type {type}")
+    if cmd not in (abi.VMASST_CMD_enable, abi.VMASST_CMD_disable):
+        raise GuestError(rules.VM_ASSIST_BAD_CMD, f"command {cmd}")
     if cmd == abi.VMASST_CMD_enable:
         d.vm_assist |= 1 << type
     else:

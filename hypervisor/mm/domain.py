@@ -49,10 +49,14 @@ class PvDomain:
     l1_mask: int = attrs.field(init=False)
     """Flags refused in this domain's L1s (mm.c ``l1_disallow_mask``): cache
     attributes are allowed only with I/O privileges."""
+    pv64: bool = attrs.field(init=False)
+    """A 64-bit guest: its kernel runs in ring 3 and Xen adjusts its entries
+    (``!is_pv_32bit_domain``)."""
 
     def __attrs_post_init__(self) -> None:
         relaxed = self.privileged or self.domid == DOMID_IO
         self.l1_mask = L1_DISALLOW_MASK & ~L1_CACHE_ATTRS if relaxed else L1_DISALLOW_MASK
+        self.pv64 = self.guest_width != 32
 
     @property
     def is_32bit(self) -> bool:

@@ -10,8 +10,9 @@ harmless flags takes the *fast path* and touches no count at all.
 from __future__ import annotations
 
 from hypervisor import rules
-from hypervisor.abi import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, Mfn
+from hypervisor.abi import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_PRESENT, _PAGE_USER, Mfn
 from hypervisor.errors import GuestError
+from hypervisor.mm.adjust import GUEST_KERNEL, adjust_guest_upper
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.frames import PageInfo
 from hypervisor.mm.l1 import get_page_from_l1e, put_page_from_l1e
@@ -19,7 +20,6 @@ from hypervisor.mm.refs import flags_error
 from hypervisor.mm.state import XenState
 from hypervisor.mm.upper import (
     PAE_FIRST_XEN_L2_SLOT,
-    adjust_entry,
     disallow_mask,
     get_page_from_lne,
     put_page_from_lne,
@@ -47,16 +47,23 @@ def mod_l1_entry(
     ``pg_dom`` is FD, the expected owner of the mapped frame. With
     ``preserve_ad`` the A/D bits already in the slot are kept
     (``MMU_PT_UPDATE_PRESERVE_AD``). Trapped writes pass ``fastpath=False``.
+    A present entry is stored adjusted: ``adjust_guest_l1e`` (inlined here)
+    for a 64-bit guest, and uncached if it maps I/O memory write-back.
     """
     ol1e = words[slot]
     if nl1e & _PAGE_PRESENT:
         try:
             if nl1e & pt_dom.l1_mask:
                 raise flags_error(nl1e, pt_dom.l1_mask, 1)
+            if pt_dom.pv64:  # adjust_guest_l1e
+                if not nl1e & _PAGE_USER:
+                    nl1e |= GUEST_KERNEL | _PAGE_USER
+                if not nl1e & GUEST_KERNEL:
+                    nl1e |= _PAGE_GLOBAL | _PAGE_USER
             if fastpath and not (ol1e ^ nl1e) & xen.fast_l1:
                 words[slot] = nl1e | (ol1e & AD) if preserve_ad else nl1e
                 return
-            get_page_from_l1e(xen, nl1e, pt_dom, pg_dom)
+            nl1e ^= get_page_from_l1e(xen, nl1e, pt_dom, pg_dom)
         except GuestError as err:
             err.entry = (1, l1mfn, slot)
             raise
@@ -113,7 +120,7 @@ def _take_upper(
         mask = disallow_mask(level, d)
         if ne & mask:
             raise flags_error(ne, mask, level)
-        ne = adjust_entry(level, ne, d)
+        ne = adjust_guest_upper(level, ne, d)
         if not (oe ^ ne) & xen.fast_upper:
             return ~ne
         get_page_from_lne(xen, ne, level, c_mfn, c_pg, d, slot)

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from hypervisor import rules
 from hypervisor.abi import (
+    _PAGE_GLOBAL,
     _PAGE_PRESENT,
     _PAGE_RW,
+    _PAGE_USER,
     INVALID_MFN,
     PAGE_SHIFT,
     PTE_MFN_MASK,
     Mfn,
 )
 from hypervisor.errors import GuestError
+from hypervisor.mm.adjust import GUEST_KERNEL, io_cache_flip
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.explain import (
     flag_names,
@@ -43,8 +46,10 @@ def l1_disallow_mask(d: PvDomain) -> int:
     return d.l1_mask
 
 
-def _get_io(xen: XenState, e: int, mfn: Mfn, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
-    """I/O memory (the first MiB, or beyond RAM): permission only, no counts."""
+def _get_io(xen: XenState, e: int, mfn: Mfn, l1_owner: PvDomain, pg_owner: PvDomain) -> int:
+    """I/O memory (the first MiB, or beyond RAM): permission only, no counts.
+    Returns the cache bits to flip: a cacheable mapping is stored uncached.
+    (INVALID_MFN is outside every domain's I/O range: EINVAL, whoever asks.)"""
     if mfn == INVALID_MFN:
         raise GuestError(rules.L1_INVALID_MFN, f"L1 entry {e:#x} names mfn {mfn:#x}")
     eff = l1_owner if pg_owner is xen.dom_io else pg_owner
@@ -57,14 +62,17 @@ def _get_io(xen: XenState, e: int, mfn: Mfn, l1_owner: PvDomain, pg_owner: PvDom
             )
             err.refused_entry = e
             raise err
+    return io_cache_flip(e)
 
 
-def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDomain) -> None:
+def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDomain) -> int:
     """Take the references a present L1 entry ``e`` needs (mm.c ``get_page_from_l1e``).
 
     ``l1_owner`` owns the L1; ``pg_owner`` is FD, the expected owner of the
     mapped frame. Checks, in Xen's order: flags (EINVAL), I/O memory (EPERM),
-    the owner (EBUSY), and with RW the writable type (EBUSY).
+    the owner (EBUSY), and with RW the writable type (EBUSY). Returns the flags
+    the caller must flip before storing the entry (Xen's positive return): the
+    cache attributes of a write-back mapping of I/O memory, else 0.
     """
     mfn: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn, inlined
     pg = xen.frames.get(mfn)
@@ -78,30 +86,29 @@ def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDom
     ):
         if not e & _PAGE_RW:
             pg.count += 1
-            return
+            return 0
         if pg.type is WRITABLE and pg.type_count:
             pg.count += 1
             pg.type_count += 1
-            return
+            return 0
         if not pg.type_count and (pg.type is NONE or (pg.type is WRITABLE and pg.validated)):
             # The first writable mapping of an untyped frame: get_page_type
             # makes it WRITABLE with no flush (it was no other type) and
             # nothing to validate.
             pg.count += 1
             pg.type, pg.type_count, pg.validated, pg.pae_xen_l2 = WRITABLE, 1, True, False
-            return
-    _get_page_from_l1e_checked(xen, e, mfn, pg, l1_owner, pg_owner)
+            return 0
+    return _get_page_from_l1e_checked(xen, e, mfn, pg, l1_owner, pg_owner)
 
 
 def _get_page_from_l1e_checked(
     xen: XenState, e: int, mfn: Mfn, pg: PageInfo | None, l1_owner: PvDomain, pg_owner: PvDomain
-) -> None:
+) -> int:
     """Every check of ``get_page_from_l1e``, in Xen's order."""
     if e & l1_owner.l1_mask:
         raise flags_error(e, l1_owner.l1_mask, 1)
     if xen.is_io(mfn):
-        _get_io(xen, e, mfn, l1_owner, pg_owner)
-        return
+        return _get_io(xen, e, mfn, l1_owner, pg_owner)
     if pg is None or pg.count == 0:
         raise GuestError(rules.L1_FREE_FRAME, frame_owner(xen, mfn))
     owner = pg.owner
@@ -122,6 +129,7 @@ def _get_page_from_l1e_checked(
             rules.L1_CACHE_ATTR_XEN_HEAP,
             f"the entry maps Xen-heap mfn {mfn:#x} with {flag_names(e & L1_CACHE_ATTRS)}",
         )
+    return 0
 
 
 def put_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain) -> None:
@@ -140,42 +148,56 @@ def put_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain) -> None:
 
 @registers(PROMOTE, PageType.L1)
 def promote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
-    """Validate every present entry of an L1; all or nothing (mm.c ``promote_l1_table``).
+    """Validate every present entry of an L1 (mm.c ``promote_l1_table``).
 
-    Validation always runs with the L1's owner as FD: an L1 holding a foreign
-    mapping cannot be (re)validated.
+    Each entry is stored adjusted (``adjust_guest_l1e``, I/O cache flip) as
+    soon as its references are taken. The first failing entry stops it: the
+    earlier entries' references are released but they keep their adjustments,
+    as in Xen. Validation always runs with the L1's owner as FD: an L1 holding
+    a foreign mapping cannot be (re)validated. A failed L1 is left untyped
+    (``promote_l1_table`` never takes Xen's partial path).
     """
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.peek(mfn)
-    frames, domid, mask = xen.frames, d.domid, d.l1_mask
+    frames, domid, mask, pv64 = xen.frames, d.domid, d.l1_mask, d.pv64
     for slot, e in enumerate(words):
         if not e & _PAGE_PRESENT:
             continue
         # The common cases of get_page_from_l1e, inlined: the domain's own
         # frame mapped read-only, writable once more, or writable for the
         # first time while untyped.
+        flip, done = 0, False
         target = frames.get((e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
         if target is not None and target.owner == domid and not e & mask and not target.xen_heap:
             if not e & _PAGE_RW:
                 target.count += 1
-                continue
-            if target.type_count:
+                done = True
+            elif target.type_count:
                 if target.type is WRITABLE:
                     target.count += 1
                     target.type_count += 1
-                    continue
+                    done = True
             elif target.type is NONE:
                 target.count += 1
                 target.type, target.type_count, target.validated = WRITABLE, 1, True
-                continue
-        try:
-            get_page_from_l1e(xen, e, d, d)
-        except GuestError as err:
-            for undo in range(slot):
-                if words[undo] & _PAGE_PRESENT:
-                    put_page_from_l1e(xen, words[undo], d)
-            note_validation_failure(xen, err, 1, mfn, slot, e)
-            raise
+                done = True
+        if not done:
+            try:
+                flip = get_page_from_l1e(xen, e, d, d)
+            except GuestError as err:
+                for undo in range(slot):
+                    if words[undo] & _PAGE_PRESENT:
+                        put_page_from_l1e(xen, words[undo], d)
+                note_validation_failure(xen, err, 1, mfn, slot, e)
+                raise
+        a = e ^ flip
+        if pv64:  # adjust_guest_l1e, inlined
+            if not a & _PAGE_USER:
+                a |= GUEST_KERNEL | _PAGE_USER
+            if not a & GUEST_KERNEL:
+                a |= _PAGE_GLOBAL | _PAGE_USER
+        if a != e:
+            xen.mem.words(mfn)[slot] = a
 
 
 @registers(DEMOTE, PageType.L1)

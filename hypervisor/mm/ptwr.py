@@ -3,12 +3,16 @@ through a read-only mapping of one of its own validated L1 tables is emulated
 as a checked ``mod_l1_entry`` -- when ``VMASST_TYPE_writable_pagetables`` is on.
 
 L2-L4 tables are never emulated, and a store that fails the L1 checks is not
-performed: the guest gets the page fault. No TLB flush is done.
+performed: the guest gets the page fault -- except, for a 32-bit PAE guest, a
+4-byte store to the upper half of an entry, which Xen takes for the first of
+two halves written the wrong way round and performs with PRESENT cleared. The
+stored entry is adjusted as on every other path (``adjust_guest_l1e``). No
+TLB flush is done.
 """
 
 from __future__ import annotations
 
-from hypervisor.abi import _PAGE_RW, VMASST_TYPE_writable_pagetables
+from hypervisor.abi import _PAGE_PRESENT, _PAGE_RW, VMASST_TYPE_writable_pagetables
 from hypervisor.console import Refusal
 from hypervisor.errors import GuestError
 from hypervisor.hw import WalkFault, walk
@@ -59,16 +63,21 @@ def ptwr_emulate(xen: XenState, v: PvVcpu, va: int, value: int, size: int) -> st
     try:
         mod_l1_entry(xen, t.mfn, words, slot, new, d, d, fastpath=False)
     except GuestError as err:
-        xen.tracer.emit(
-            TrappedWriteRecord(
-                clock, d.domid, v.vcpu_id, va, t.mfn, slot, old, new, -err.errno, err.rule.id
+        if not (d.is_32bit and size == 4 and va & 4 and new & _PAGE_PRESENT):
+            xen.tracer.emit(
+                TrappedWriteRecord(
+                    clock, d.domid, v.vcpu_id, va, t.mfn, slot, old, new, -err.errno, err.rule.id
+                )
             )
-        )
-        why = f"trapped write to {va:#x} refused ({err.rule.errno_name}): {err.explain()}"
-        d.console.log(
-            Refusal(clock, d.domid, v.vcpu_id, "trapped_write", err.errno, err.rule.id, why, va=va)
-        )
-        return why
+            why = f"trapped write to {va:#x} refused ({err.rule.errno_name}): {err.explain()}"
+            d.console.log(
+                Refusal(
+                    clock, d.domid, v.vcpu_id, "trapped_write", err.errno, err.rule.id, why, va=va
+                )
+            )
+            return why
+        new &= ~_PAGE_PRESENT  # ptwr_emulated_update: an upper-half PAE write, stored not present
+        mod_l1_entry(xen, t.mfn, words, slot, new, d, d, fastpath=False)
     xen.stats["trapped_writes"] += 1
     xen.tracer.emit(TrappedWriteRecord(clock, d.domid, v.vcpu_id, va, t.mfn, slot, old, new, 0))
     return None

@@ -118,8 +118,12 @@ def get_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bo
     """Take a type reference of type ``t`` (mm.c ``_get_page_type``).
 
     With a non-zero count the type must match. At count 0 the type may change
-    (Xen then flushes the owner's TLBs) and a page-table type is validated;
-    a failed validation leaves the frame untyped with nothing held.
+    (Xen then flushes the owner's TLBs) and a page-table type is validated.
+    A failed validation holds nothing afterwards: the count is 0 and the frame
+    not validated. Its type word is reset to NONE (``validate_page``), except
+    for an L2-L4 that failed after its first slot: that one went through Xen's
+    partial path (``PGT_partial``, ``old_guest_table``, torn down by
+    ``put_old_guest_table`` before the hypercall returns) and keeps type Ln.
     """
     if pg.type_count:
         if pg.type is not t or pg.pae_xen_l2 is not xen_l2:
@@ -139,12 +143,22 @@ def get_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bo
     if promote is not None:
         try:
             promote(xen, mfn, pg)
-        except GuestError:
+        except GuestError as err:
             pg.type_count = 0
-            pg.type = NONE
             pg.pae_xen_l2 = False
+            if not _failed_partway(err, mfn, t):
+                pg.type = NONE
             raise
     pg.validated = True
+
+
+def _failed_partway(err: GuestError, mfn: Mfn, t: PageType) -> bool:
+    """Did the validation of L2-L4 ``mfn`` fail at a slot other than 0
+    (mm.c ``promote_l2/l3/l4_table``: ``if ( i )`` sets ``old_guest_table``)?"""
+    if not err.path or t not in (PageType.L2, PageType.L3, PageType.L4):
+        return False
+    _level, where, slot = err.path[0]
+    return where == mfn and slot > 0
 
 
 def put_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, container: PageInfo | None = None) -> None:

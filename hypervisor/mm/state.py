@@ -23,7 +23,10 @@ IO_FRAMES = 256
 """The first MiB of RAM belongs to DOMID_IO."""
 XEN_FRAMES = 16
 """Frames owned by Xen itself, right after the first MiB; Xen's L4 slots
-256-271 point at them."""
+256-271 point at them. They are Xen-heap pages shared read-only with
+DOMID_XEN (``share_xen_page_with_guest(..., SHARE_ro)``): type NONE with one
+permanent type reference, so no domain can map them writable, pin them or
+clear them."""
 INVALID_M2P_ENTRY = (1 << 64) - 1
 
 
@@ -45,7 +48,9 @@ class XenState:
         self._next_fresh = IO_FRAMES + XEN_FRAMES
         self._freed: list[Mfn] = []
         for mfn in range(IO_FRAMES, IO_FRAMES + XEN_FRAMES):
-            self.frames[Mfn(mfn)] = PageInfo(DOMID_XEN, count=1, allocated=True)
+            self.frames[Mfn(mfn)] = PageInfo(
+                DOMID_XEN, count=1, type_count=1, validated=True, xen_heap=True
+            )
 
     # -- frames ---------------------------------------------------------------
 

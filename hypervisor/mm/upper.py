@@ -15,7 +15,6 @@ from hypervisor.abi import (
     _PAGE_ACCESSED,
     _PAGE_PRESENT,
     _PAGE_RW,
-    _PAGE_USER,
     EINVAL,
     Mfn,
     VMASST_TYPE_pae_extended_cr3,
@@ -23,6 +22,7 @@ from hypervisor.abi import (
     pte_mfn,
 )
 from hypervisor.errors import GuestError
+from hypervisor.mm.adjust import adjust_guest_upper, unadjust_guest_l3e
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.explain import held_by, not_owned, note_validation_failure
 from hypervisor.mm.frames import PageInfo, PageType
@@ -41,7 +41,6 @@ from hypervisor.rules import BASE_DISALLOW_MASK, L3_PAE_DISALLOW_MASK
 
 __all__ = [
     "PAE_FIRST_XEN_L2_SLOT",
-    "adjust_entry",
     "disallow_mask",
     "get_page_from_lne",
     "guest_slots",
@@ -79,18 +78,6 @@ def guest_slots(level: int, pg: PageInfo, d: PvDomain) -> range | list[int]:
     if level == 2 and pg.pae_xen_l2:
         return range(PAE_FIRST_XEN_L2_SLOT)
     return range(512)
-
-
-def adjust_entry(level: int, e: int, d: PvDomain) -> int:
-    """Flags Xen ORs into stored entries (pv/mm.h ``adjust_guest_lNe``): a
-    64-bit guest's L2/L3 gain USER, its L4 USER|ACCESSED; a PAE L3 gains
-    USER|RW. (L1 adjustments are not modelled: a guest reads back exactly the
-    L1 entries it wrote.)"""
-    if not e & _PAGE_PRESENT:
-        return e
-    if d.is_32bit:
-        return e | _PAGE_USER | _PAGE_RW if level == 3 else e
-    return e | _PAGE_USER | _PAGE_ACCESSED if level == 4 else e | _PAGE_USER
 
 
 def get_page_from_lne(
@@ -188,27 +175,40 @@ def put_page_from_lne(xen: XenState, e: int, c_mfn: Mfn, c_pg: PageInfo) -> None
 
 
 def _promote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
-    """Validate every present guest entry; all or nothing."""
+    """Validate every present guest entry, in slot order, storing each one
+    adjusted as soon as its references are taken (``adjust_guest_lNe``).
+
+    On a failure the references already taken are released (Xen: at once, or
+    by ``put_old_guest_table`` when the table failed after slot 0); the earlier
+    entries keep their adjustments, except a PAE L3's (``unadjust_guest_l3e``).
+    """
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.words(mfn)
-    if level == 3 and d.is_32bit:
+    pae_l3 = level == 3 and not d.pv64
+    if pae_l3:
         _pae_l3_prepare(xen, mfn, d, words)
-    slots = guest_slots(level, pg, d)
     taken: list[int] = []
-    for slot in slots:
-        e = words[slot]
-        if not e & _PAGE_PRESENT:
-            continue
-        try:
+    slot = 0
+    try:
+        for slot in guest_slots(level, pg, d):
+            e = words[slot]
+            if pae_l3 and slot == 3 and not e & _PAGE_PRESENT:
+                raise GuestError(
+                    rules.L3_PAE_MISSING_XEN_L2, f"slot 3 of PAE L3 mfn {mfn:#x} is not present"
+                )
+            if not e & _PAGE_PRESENT:
+                continue
             get_page_from_lne(xen, e, level, mfn, pg, d, slot)
-        except GuestError as err:
-            for undo in reversed(taken):
-                put_page_from_lne(xen, words[undo], mfn, pg)
-            note_validation_failure(xen, err, level, mfn, slot, e)
-            raise
-        taken.append(slot)
-    for slot in taken:
-        words[slot] = adjust_entry(level, words[slot], d)
+            taken.append(slot)
+            words[slot] = adjust_guest_upper(level, e, d)
+    except GuestError as err:
+        for undo in reversed(taken):
+            put_page_from_lne(xen, words[undo], mfn, pg)
+        if pae_l3:
+            for undo in range(slot):
+                words[undo] = unadjust_guest_l3e(words[undo], d)
+        note_validation_failure(xen, err, level, mfn, slot, words[slot])
+        raise
     if level == 4:
         for slot in XEN_L4_SLOTS:
             words[slot] = make_pte(IO_FRAMES + slot - 256, XEN_ENTRY_FLAGS)
@@ -218,25 +218,27 @@ def _promote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
 
 
 def _pae_l3_prepare(xen: XenState, mfn: Mfn, d: PvDomain, words: memoryview) -> None:
-    """A 32-bit PAE L3: below 4 GiB unless pae_extended_cr3, slots 4-511
-    zeroed by Xen, slot 3 (Xen's L2) present."""
+    """A 32-bit PAE L3: below 4 GiB unless pae_extended_cr3; then Xen zeroes
+    slots 4-511 (slot 3's presence is checked in slot order, after 0-2)."""
     if mfn >= 0x100000 and not d.assist(VMASST_TYPE_pae_extended_cr3):
         raise GuestError(rules.L3_PAE_ABOVE_4G, f"PAE L3 mfn {mfn:#x} lies above 4 GiB")
     for slot in range(4, 512):
         words[slot] = 0
-    if not words[3] & _PAGE_PRESENT:
-        raise GuestError(
-            rules.L3_PAE_MISSING_XEN_L2, f"slot 3 of PAE L3 mfn {mfn:#x} is not present"
-        )
 
 
 def _demote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
+    """Release every present guest entry's references (``demote_lN_table``);
+    a PAE L3's entries lose their adjustments, an L2 its PAE Xen-L2 mark."""
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.peek(mfn)
+    pae_l3 = level == 3 and not d.pv64
     for slot in guest_slots(level, pg, d):
         e = words[slot]
         if e & _PAGE_PRESENT:
             put_page_from_lne(xen, e, mfn, pg)
+            if pae_l3:
+                xen.mem.words(mfn)[slot] = unadjust_guest_l3e(e, d)
+    pg.pae_xen_l2 = False
 
 
 @registers(PROMOTE, PageType.L2)

@@ -55,6 +55,23 @@ def pte(mfn: int, flags: int) -> int:
     return mfn << abi.PAGE_SHIFT | flags
 
 
+GUEST_KERNEL = 1 << 52
+"""Xen's private ``_PAGE_GUEST_KERNEL`` (x86_64/page.h): pte bit 52."""
+
+
+def stored(e: int) -> int:
+    """A present L1 entry of a 64-bit guest as Xen stores it (pv/mm.h
+    ``adjust_guest_l1e``): without USER it gains USER|GUEST_KERNEL; without
+    GUEST_KERNEL it gains GLOBAL|USER."""
+    if not e & Pr:
+        return e
+    if not e & US:
+        e |= GUEST_KERNEL | US
+    if not e & GUEST_KERNEL:
+        e |= G | US
+    return e
+
+
 def entry_ptr(table: int, slot: int, cmd: int = abi.MMU_NORMAL_PT_UPDATE) -> int:
     """The mmu_update ``ptr`` of entry ``slot`` of table frame ``table``."""
     return table << abi.PAGE_SHIFT | slot * 8 | cmd

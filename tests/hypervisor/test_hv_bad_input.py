@@ -23,6 +23,7 @@ from hvworld import (
     entry_ptr,
     pte,
     snapshot,
+    stored,
 )
 
 from hypervisor import HypercallError, Hypervisor, abi
@@ -408,14 +409,12 @@ def test_update_va_mapping_at_non_canonical_va_does_not_flush(world: World) -> N
     assert world.xen.stats().tlb_flushes == flushes
 
 
-@pytest.mark.parametrize("flags", [3, 8, 5 | 2, 0x10, 1 << 63, -1, U64, "invlpg"])
-def test_update_va_mapping_bad_flags(world: World, flags: Any) -> None:
+@pytest.mark.parametrize("flags", [-1, U64, "invlpg"])
+def test_update_va_mapping_unreadable_flags(world: World, flags: Any) -> None:
     if isinstance(flags, str):
         errno_, rule = errno.EFAULT, "args.unreadable"
-    elif not 0 <= flags < U64:
-        errno_, rule = errno.EINVAL, "args.out-of-range"
     else:
-        errno_, rule = errno.EINVAL, "uvm.bad-flags"
+        errno_, rule = errno.EINVAL, "args.out-of-range"
     refused_cleanly(
         world,
         lambda: world.a.vcpu.update_va_mapping(world.w(0), pte(world.Q, Pr), flags),
@@ -436,7 +435,7 @@ def test_update_va_mapping_bad_flags(world: World, flags: Any) -> None:
 )
 def test_update_va_mapping_valid_flags_are_accepted(world: World, flags: int) -> None:
     world.a.update_va_mapping(world.w(0), pte(world.Q, Pr), flags)
-    assert world.a.l1e(world.w(0)) == pte(world.Q, Pr)
+    assert world.a.l1e(world.w(0)) == stored(pte(world.Q, Pr))
 
 
 @pytest.mark.parametrize("val", [-1, U64, "pte"])
@@ -576,8 +575,8 @@ def test_multicall_bad_entry_fails_alone_and_others_still_run(
     entries = [uvm_entry(world, 0, world.Q), bad, uvm_entry(world, 1, world.R)]
     assert world.a.vcpu.multicall(entries) == [0, result, 0]
     audit_clean(world.xen)
-    assert world.a.l1e(world.w(0)) == pte(world.Q, Pr)
-    assert world.a.l1e(world.w(1)) == pte(world.R, Pr)
+    assert world.a.l1e(world.w(0)) == stored(pte(world.Q, Pr))
+    assert world.a.l1e(world.w(1)) == stored(pte(world.R, Pr))
 
 
 def test_nested_multicall_does_not_run_its_entries(world: World) -> None:
@@ -608,7 +607,7 @@ def test_multicall_unreadable_entry_is_efault_after_earlier_entries_ran(
         done=1,
         rule="args.unreadable",
     )
-    assert world.a.l1e(world.w(0)) == pte(world.Q, Pr)
+    assert world.a.l1e(world.w(0)) == stored(pte(world.Q, Pr))
 
 
 def test_multicall_of_nothing_returns_no_results(world: World) -> None:

@@ -34,6 +34,7 @@ from hvworld import (
     entry_ptr,
     frame_key,
     pte,
+    stored,
 )
 
 from hypervisor import abi
@@ -557,7 +558,7 @@ def test_50_batch_stops_at_first_bad_request_and_keeps_earlier_ones(world: World
     world.refused(
         lambda: world.a.mmu_update(reqs), errno.EINVAL, done=1, rule="entry.disallowed-flags"
     )
-    assert world.a.l1e(world.w(0)) == pte(world.Q, Pr | RW)
+    assert world.a.l1e(world.w(0)) == stored(pte(world.Q, Pr | RW))
     assert world.a.l1e(world.w(1)) == 0
     assert world.a.l1e(world.w(2)) == 0
     assert_frame(world.xen, world.Q, type=WRITABLE, type_count=1)
@@ -659,7 +660,7 @@ def test_57_preserve_ad_keeps_accessed_and_dirty(world: World) -> None:
     world.a.map_at(w, world.Q, Pr | RW | A_ | D_)
     ptr = world.a.slot_ptr(w, abi.MMU_PT_UPDATE_PRESERVE_AD)
     assert world.a.mmu_update([(ptr, pte(world.Q, Pr | RW))]) == 1
-    assert world.a.l1e(w) == pte(world.Q, Pr | RW | A_ | D_)
+    assert world.a.l1e(w) == stored(pte(world.Q, Pr | RW | A_ | D_))
     assert_frame(world.xen, world.Q, type=WRITABLE, type_count=1, count=2)
 
 
@@ -668,7 +669,7 @@ def test_58_whitelisted_flag_change_takes_fast_path_without_ref_changes(world: W
     world.a.map_at(w, world.Q, Pr | RW)
     with world.unchanged():
         assert world.a.map_at(w, world.Q, Pr | RW | A_ | NX) == 1
-    assert world.a.l1e(w) == pte(world.Q, Pr | RW | A_ | NX)
+    assert world.a.l1e(w) == stored(pte(world.Q, Pr | RW | A_ | NX))
 
 
 def test_59_dropping_rw_drops_the_writable_type_ref(world: World) -> None:

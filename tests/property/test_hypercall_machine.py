@@ -13,7 +13,11 @@ step:
 * a refused ``mmu_update``/``mmuext_op`` batch changed nothing beyond its first
   ``done`` requests: the same machine, rebuilt by replaying every earlier step
   onto a fresh hypervisor and then running only those ``done`` requests, has
-  identical frame metadata, frame contents and M2P.
+  identical frame metadata, frame contents and M2P -- except the flag bits Xen
+  adjusts in the entries of a table whose validation failed part-way (pv/mm.h
+  ``adjust_guest_l*e``; earlier entries keep them, spec 2.4 and 2.6);
+* every present guest entry of a validated table carries Xen's adjustments:
+  USER in a 64-bit guest's tables (ACCESSED too in an L4), USER|RW in a PAE L3.
 
 ``copy.deepcopy(xen)`` cannot copy the machine (``Memory`` keeps ``memoryview``
 objects, which cannot be pickled), and the hypervisor's trace does not record
@@ -52,7 +56,12 @@ SETTINGS = machine_settings(default=(60, 30), long=(1000, 80))
 TOTAL_FRAMES = 4096
 P, RW, US, A, D = abi._PAGE_PRESENT, abi._PAGE_RW, abi._PAGE_USER, abi._PAGE_ACCESSED, 0x40
 G, PCD, PSE, NX = abi._PAGE_GLOBAL, abi._PAGE_PCD, abi._PAGE_PSE, abi._PAGE_NX
-FLAG_BITS = (P, RW, US, A, D, G, PCD, PSE, NX)
+GUEST_KERNEL = 1 << 52
+"""Xen's private ``_PAGE_GUEST_KERNEL`` marker (pte bit 52), which a guest may also write."""
+FLAG_BITS = (P, RW, US, A, D, G, PCD, PSE, NX, GUEST_KERNEL)
+ADJUSTED_BITS = US | RW | A | G | PCD | abi._PAGE_PWT | abi._PAGE_PAT | GUEST_KERNEL
+"""The bits Xen may add to (or, for a PAE L3, remove from) a present entry it
+validated: ``adjust_guest_l*e``, ``unadjust_guest_l3e``, the I/O cache flip."""
 U64 = (1 << 64) - 1
 
 
@@ -134,25 +143,68 @@ def machine_snapshot(xen: Hypervisor) -> Snapshot:
     )
 
 
+def contents_differ(a: bytes, b: bytes) -> bool:
+    """Do two frames differ in more than Xen's adjustments of present entries?"""
+    if a == b:
+        return False
+    wa = memoryview(a).cast("Q")
+    wb = memoryview(b).cast("Q")
+    return any(
+        x != y and (not x & y & P or (x ^ y) & ~ADJUSTED_BITS) for x, y in zip(wa, wb, strict=True)
+    )
+
+
 def snapshot_vs(a: Snapshot, b: Snapshot) -> str:
-    """The first differences between two snapshots, in words ('' if identical)."""
+    """The first differences between two snapshots, in words ('' if identical
+    up to Xen's entry adjustments)."""
     if a == b:
         return ""
+    zero = bytes(4096)
     diffs: list[str] = []
     for n, what in enumerate(("metadata", "contents", "m2p")):
         x: dict[int, Any] = a[n]
         y: dict[int, Any] = b[n]
-        diffs += [
-            f"mfn {m:#x} {what}: {x.get(m)!r:.80} != {y.get(m)!r:.80}"
-            for m in sorted(x.keys() | y.keys())
-            if x.get(m) != y.get(m)
-        ]
+        for m in sorted(x.keys() | y.keys()):
+            if n == 1:
+                differ = contents_differ(x.get(m, zero), y.get(m, zero))
+            else:
+                differ = x.get(m) != y.get(m)
+            if differ:
+                diffs.append(f"mfn {m:#x} {what}: {x.get(m)!r:.80} != {y.get(m)!r:.80}")
     return "\n".join(diffs[:10])
 
 
 def snapshot_difference(a: Hypervisor, b: Hypervisor) -> str:
     """The first differences between two machines, in words ('' if identical)."""
     return snapshot_vs(machine_snapshot(a), machine_snapshot(b))
+
+
+def unadjusted_entries(xen: Hypervisor) -> list[str]:
+    """Present guest entries of validated tables missing Xen's adjustments."""
+    out = []
+    domains = xen.state.domains
+    for mfn, pg in xen.state.frames.items():
+        live = pg.validated and pg.type_count and pg.type.is_pagetable
+        if not live or pg.owner not in domains:
+            continue
+        pv64 = domains[pg.owner].guest_width == 64
+        level = int(pg.type)
+        if pv64:
+            need = US | (A if level == 4 else 0)
+        elif level == 3:
+            need = US | RW
+        else:
+            continue
+        words = memoryview(xen.read_frame(mfn)).cast("Q")
+        slots = range(256) if level == 4 else range(4) if not pv64 and level == 3 else range(512)
+        more = range(272, 512) if level == 4 else range(0)
+        out += [
+            f"L{level} mfn {mfn:#x} slot {i}: {words[i]:#x}"
+            for r in (slots, more)
+            for i in r
+            if words[i] & P and words[i] & need != need
+        ]
+    return out
 
 
 # -- steps: what a rule does, kept so that it can be replayed ---------------------------
@@ -338,8 +390,13 @@ class Draws:
         return st.one_of(with_mfn, with_mfn, with_mfn, copy_page, flush, odd, zero_user_base)
 
     @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
-    def uvm_flags(self) -> st.SearchStrategy[int]:
-        return st.one_of(st.sampled_from([0, 1, 2, 4, 5, 6]), st.integers(0, 16))
+    def uvm_flags(self, dom: int) -> st.SearchStrategy[int]:
+        """Flush type and scope: local, all, or a vCPU-bitmap pointer (mostly a
+        mapped direct-map address, sometimes anything)."""
+        bitmap = st.builds(
+            lambda how, va: how | (va & ~3), st.sampled_from([1, 2, 3]), self.va(dom)
+        )
+        return st.one_of(st.sampled_from([0, 1, 2, 4, 5, 6]), st.integers(0, 16), bitmap)
 
     @functools.cache  # noqa: B019 -- one Draws per module, strategies built once
     def multicall_entry(self, dom: int) -> st.SearchStrategy[abi.MulticallEntry]:
@@ -358,7 +415,7 @@ class Draws:
                 lambda va, val, fl: mc(abi.HYPERVISOR_update_va_mapping, (va, val, fl)),
                 self.va(dom),
                 self.entry(dom),
-                self.uvm_flags(),
+                self.uvm_flags(dom),
             ),
             st.builds(
                 lambda c, t: mc(abi.HYPERVISOR_vm_assist, (c, t)),
@@ -450,7 +507,7 @@ class HypercallMachine(RuleBasedStateMachine):
         dom = self._dom(data)
         va = data.draw(self.draws.va(dom), label="va")
         val = data.draw(self.draws.entry(dom), label="val")
-        flags = data.draw(self.draws.uvm_flags(), label="flags")
+        flags = data.draw(self.draws.uvm_flags(dom), label="flags")
         result = self._run(Step("update_va_mapping", dom, (va, val, flags)))
         assert result is None or isinstance(result, HypercallError)
 
@@ -472,6 +529,30 @@ class HypercallMachine(RuleBasedStateMachine):
     )
     def vm_assist(self, data: st.DataObject, cmd: int, type_: int) -> None:
         self._run(Step("vm_assist", self._dom(data), (cmd, type_)))
+
+    @rule(data=st.data())
+    def pin_a_filled_frame(self, data: st.DataObject) -> None:
+        """Write a few entries into one of the domain's frames as plain data, then
+        pin it at some level: validation that fails part-way is common here
+        (mm.c ``promote_lN_table``: a failure after slot 0 leaves type Ln)."""
+        dom = self._dom(data)
+        mfn = data.draw(self.draws.own_mfn(dom), label="frame")
+        slots = data.draw(st.lists(st.integers(0, 7), min_size=1, max_size=3), label="slots")
+        reqs = [
+            abi.MmuUpdate(mfn << 12 | slot << 3, data.draw(self.draws.entry(dom), label="entry"))
+            for slot in slots
+        ]
+        self._batch(Step("mmu_update", dom, (tuple(reqs), abi.DOMID_SELF)), reqs)
+        level = data.draw(st.integers(1, 4), label="level")
+        pin = [abi.MmuExtOp(abi.MMUEXT_PIN_L1_TABLE + level - 1, mfn)]
+        before = self.xen.frame(mfn)
+        self._batch(Step("mmuext_op", dom, (tuple(pin), abi.DOMID_SELF)), pin)
+        after = self.xen.frame(mfn)
+        if after.pinned == before.pinned and not before.type_count:
+            # refused: nothing held, and the type is NONE or the level tried
+            assert after.type_count == 0, after
+            assert not after.validated, after
+            assert after.type in (PageType.NONE, before.type, PageType(level)), after
 
     @rule(data=st.data(), user=st.booleans())
     def store(self, data: st.DataObject, user: bool) -> None:
@@ -499,6 +580,13 @@ class HypercallMachine(RuleBasedStateMachine):
     def audit_is_clean(self) -> None:
         violations = self.xen.audit()
         assert not violations, "\n".join(map(str, violations))
+
+    @invariant()
+    def validated_entries_carry_xens_adjustments(self) -> None:
+        """pv/mm.h ``adjust_guest_l*e`` on every installing path: no present guest
+        entry of a validated table lacks the bits Xen adds."""
+        bad = unadjusted_entries(self.xen)
+        assert not bad, f"entries without Xen's adjustments: {bad[:5]}"
 
 
 TestHypercallMachine = HypercallMachine.TestCase
