@@ -374,12 +374,6 @@ def _(w: World) -> Hypervisor:
     return w.xen
 
 
-@scenario("mmuext.fd-not-pv")
-def _(w: World) -> Hypervisor:
-    attempt(lambda: w.a.vcpu.mmuext_op([op(abi.MMUEXT_TLB_FLUSH_LOCAL)], abi.DOMID_IO))
-    return w.xen
-
-
 @scenario("mmuext.unknown-command")
 def _(w: World) -> Hypervisor:
     attempt(lambda: w.a.mmuext([op(14)]))
@@ -413,9 +407,9 @@ def _(w: World) -> Hypervisor:
 # -- update_va_mapping and vm_assist ---------------------------------------------------------------
 
 
-@scenario("uvm.bad-flags")
+@scenario("uvm.bad-vcpumask")
 def _(w: World) -> Hypervisor:
-    attempt(lambda: w.a.vcpu.update_va_mapping(w.w(0), 0, 3))
+    attempt(lambda: w.a.vcpu.update_va_mapping(w.w(0), 0, abi.UVMF_TLB_FLUSH | 8))
     return w.xen
 
 
