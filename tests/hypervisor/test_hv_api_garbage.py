@@ -140,7 +140,8 @@ def _call_with_garbage(name: str, garbage: Any) -> None:
         if argument not in str(exc):
             pytest.fail(f"{name}({garbage!r}): {exc!r} does not name {argument!r}")
     except PageFault:
-        if argument not in GUEST_ADDRESSES:
+        # a length reaching past the last mapped page faults, as on the hardware
+        if argument not in GUEST_ADDRESSES and argument != "n":
             pytest.fail(f"{name}({garbage!r}) faulted")
     except HypercallError as exc:  # pragma: no cover - a failure message
         pytest.fail(f"{name}({garbage!r}) is not a hypercall, yet: {exc}")
