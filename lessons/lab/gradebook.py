@@ -10,6 +10,7 @@ points on which rule -- what to teach again.
 from __future__ import annotations
 
 import csv
+import re
 import secrets
 import sys
 from collections import Counter
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from lessons.lab.grader import Options, grade_lesson
 from lessons.lab.lessons import Lesson, all_lessons
-from lessons.lab.results import LessonResult
+from lessons.lab.results import GRADED, LessonResult, TestResult
 
 __all__ = ["grade_submission", "run", "summary"]
 
@@ -38,6 +39,21 @@ def _progress(done: int, total: int) -> None:
             sys.stderr.write("\n")
 
 
+_RAISED = re.compile(r"raised: (\w+)")
+"""How a lesson function's exception shows in a test's output."""
+
+
+def _why(result: LessonResult, test: TestResult) -> str:
+    """What a failed test lost its points on, for the class summary: the rule id, or
+    else the exception a lesson function raised, or else the lesson's status."""
+    if test.rule:
+        return test.rule
+    raised = _RAISED.search(test.output)
+    if raised:
+        return f"raised {raised.group(1)}"
+    return result.status if result.status != GRADED else "a check without a rule id"
+
+
 def summary(lessons: list[Lesson], rows: dict[str, list[LessonResult] | None]) -> list[str]:
     """Per lesson: how many scored full marks, and the rules points were lost on."""
     out = []
@@ -46,8 +62,7 @@ def summary(lessons: list[Lesson], rows: dict[str, list[LessonResult] | None]) -
         full = sum(r.score == r.max_score for r in graded)
         lost: Counter[str] = Counter()
         for r in graded:
-            rules = {t.rule or r.status for t in r.tests if not t.passed}
-            lost.update(rules)
+            lost.update({_why(r, t) for t in r.tests if not t.passed})
         why = ", ".join(f"{rule} x{n}" for rule, n in lost.most_common(5)) or "nothing"
         out.append(f"{lesson.id}: {full}/{len(graded)} full marks; points lost on: {why}")
     return out
