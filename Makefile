@@ -19,7 +19,7 @@ test: lint typecheck pytest
 
 # The same suite with the deep Hypothesis profile (many more examples and steps).
 test-long: lint typecheck
-	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -n 2
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict $(PKGS)
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 demo: $(STAMP)
 	$(BIN)/python -m minikern demo

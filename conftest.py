@@ -3,13 +3,17 @@ under ``make test`` (Sybil): a block with ``>>>`` prompts is a doctest whose
 shown output must match, any other ``python`` block must run without error.
 The examples of one page share a namespace, as they do in the browser runner,
 and output is compared as the browser runner compares it. Because of that
-namespace, ``make test`` hands whole files to its workers (``--dist loadfile``)."""
+namespace, ``make test`` distributes with ``--dist loadgroup`` and the scheduler
+below keeps each page's examples on one worker, while every other test spreads
+over both."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sybil import Sybil
 from sybil.parsers.myst import PythonCodeBlockParser, SkipParser
 
@@ -23,3 +27,24 @@ pytest_collect_file = Sybil(
     excludes=["_build/*", "_generated/*", ".venv/*", ".cache/*"],
     name="examples",
 ).pytest()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--dist loadgroup``: xdist's group scheduling, where the examples of
+    one ``.md`` page also form one group (they share a namespace), so they run
+    in order on one worker while every other test spreads over both workers.
+
+    (The pages are grouped here, by node id, rather than with ``xdist_group``
+    marks: pytest-xdist 3.8 tags marked node ids through ``item._nodeid``,
+    which pytest 9.2 no longer reads.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class PageGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.endswith(".md") else super()._split_scope(nodeid)
+
+    return PageGroupScheduling(config, log)
