@@ -33,6 +33,17 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         ".svg": "image/svg+xml",
     }
 
+    def end_headers(self) -> None:
+        """Add ``Cache-Control``: the Pyodide runtime (tens of megabytes, fixed
+        for a build) may be reused for an hour, so the browser's HTTP cache and
+        its WebAssembly code cache serve it to every later page; everything else
+        is revalidated on each load (a 304 answers when unchanged)."""
+        if self.path.startswith("/_runtime/pyodide/"):
+            self.send_header("Cache-Control", "public, max-age=3600")
+        else:
+            self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silence: a page load is dozens of requests."""
 

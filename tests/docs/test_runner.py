@@ -70,6 +70,26 @@ def test_docs_server_serves_wasm_as_webassembly_on_loopback(tmp_path: Path) -> N
     assert (host, kind) == ("127.0.0.1", "application/wasm")
 
 
+def test_docs_server_lets_the_browser_cache_pyodide_and_revalidate_pages(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "_runtime" / "pyodide").mkdir(parents=True)
+    (tmp_path / "_runtime" / "pyodide" / "pyodide.asm.wasm").write_bytes(b"\0asm")
+    (tmp_path / "index.html").write_text("<p>hi</p>")
+    server = make_server(tmp_path, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(f"{base}/_runtime/pyodide/pyodide.asm.wasm") as reply:
+            runtime = reply.headers["Cache-Control"]
+        with urllib.request.urlopen(f"{base}/index.html") as reply:
+            page = reply.headers["Cache-Control"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (runtime, page) == ("public, max-age=3600", "no-cache")
+
+
 def test_docs_serve_without_a_built_site_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,7 +19,7 @@ from lessons.lab.lessons import Lesson, all_lessons
 ENV = {**os.environ, "MINIKERN_PYTHON": sys.executable}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gradescope_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bundle.gradescope(tmp_path_factory.mktemp("gs") / "autograder.zip", deps=False)
 
