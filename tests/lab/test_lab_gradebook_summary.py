@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from lessons.lab.gradebook import summary
 from lessons.lab.lessons import all_lessons
-from lessons.lab.results import GRADED, TIMEOUT, LessonResult, TestResult
+from lessons.lab.results import GRADED, TIMEOUT, LessonResult
+from lessons.lab.results import TestResult as Verdict  # not a pytest class
 
 
-def _failed(lesson: str, rule: str = "", output: str = "") -> TestResult:
-    return TestResult("1", "t", "t", lesson, 5, passed=False, rule=rule, output=output)
+def _failed(lesson: str, rule: str = "", output: str = "") -> Verdict:
+    return Verdict("1", "t", "t", lesson, 5, passed=False, rule=rule, output=output)
 
 
 def _line(result: LessonResult) -> str:
