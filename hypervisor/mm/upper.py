@@ -175,13 +175,15 @@ def put_page_from_lne(xen: XenState, e: int, c_mfn: Mfn, c_pg: PageInfo) -> None
 
 
 def _promote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
-    """Validate every present guest entry, in slot order, storing each one
-    adjusted as soon as its references are taken (``adjust_guest_lNe``).
+    """Validate an L3 or L4 (``level``): every present guest entry, in slot
+    order, storing each one adjusted as soon as its references are taken
+    (``adjust_guest_lNe``). (The L2 is ``promote_l2_table``'s own loop.)
 
     On a failure the references already taken are released (Xen: at once, or
     by ``put_old_guest_table`` when the table failed after slot 0); the earlier
     entries keep their adjustments, except a PAE L3's (``unadjust_guest_l3e``).
     """
+    assert level in (3, 4), f"_promote validates an L3 or L4, not an L{level}"
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.words(mfn)
     pae_l3 = level == 3 and not d.pv64
@@ -212,9 +214,6 @@ def _promote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
     if level == 4:
         for slot in XEN_L4_SLOTS:
             words[slot] = make_pte(IO_FRAMES + slot - 256, XEN_ENTRY_FLAGS)
-    elif level == 2 and pg.pae_xen_l2:
-        for slot in range(PAE_FIRST_XEN_L2_SLOT, 512):
-            words[slot] = make_pte(IO_FRAMES + slot % 16, XEN_ENTRY_FLAGS)
 
 
 def _pae_l3_prepare(xen: XenState, mfn: Mfn, d: PvDomain, words: memoryview) -> None:
@@ -243,8 +242,35 @@ def _demote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
 
 @registers(PROMOTE, PageType.L2)
 def promote_l2_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
-    """mm.c ``promote_l2_table``."""
-    _promote(xen, mfn, pg, 2)
+    """Validate an L2: every present guest entry, in slot order, takes its
+    references (``get_page_from_lne``: a general and an L1 type reference on
+    the table it names, which validates that L1 the first time) and is stored
+    adjusted at once (``adjust_guest_l2e``).
+
+    The first failing entry stops the walk. The references of the entries
+    before it are released (Xen: at once for slot 0, else by
+    ``put_old_guest_table`` before the hypercall returns); those entries keep
+    their adjustments; the failure is noted and propagates. A PAE Xen L2 then
+    gets Xen's own slots (``init_xen_pae_l2_slots``). mm.c ``promote_l2_table``.
+    """
+    d = xen.domains[pg.owner]  # type: ignore[index]
+    words = xen.mem.words(mfn)
+    slot = 0
+    try:
+        for slot in guest_slots(2, pg, d):
+            e = words[slot]
+            if e & _PAGE_PRESENT:
+                get_page_from_lne(xen, e, 2, mfn, pg, d, slot)
+                words[slot] = adjust_guest_upper(2, e, d)
+    except GuestError as err:
+        for undo in reversed(range(slot)):
+            if words[undo] & _PAGE_PRESENT:
+                put_page_from_lne(xen, words[undo], mfn, pg)
+        note_validation_failure(xen, err, 2, mfn, slot, words[slot])
+        raise
+    if pg.pae_xen_l2:
+        for slot in range(PAE_FIRST_XEN_L2_SLOT, 512):
+            words[slot] = make_pte(IO_FRAMES + slot % 16, XEN_ENTRY_FLAGS)
 
 
 @registers(PROMOTE, PageType.L3)
