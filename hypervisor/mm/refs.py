@@ -24,6 +24,7 @@ __all__ = [
     "PROMOTE",
     "describe",
     "find_writable_mappings",
+    "failed_partway",
     "flags_error",
     "get_page",
     "get_page_type",
@@ -31,6 +32,7 @@ __all__ = [
     "put_page_and_type",
     "put_page_type",
     "registers",
+    "type_mismatch_error",
 ]
 
 PromoteFn = Callable[[XenState, Mfn, PageInfo], None]
@@ -98,7 +100,13 @@ def find_writable_mappings(xen: XenState, mfn: Mfn) -> list[tuple[Mfn, int]]:
     return hits
 
 
-def _mismatch(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bool) -> GuestError:
+def type_mismatch_error(
+    xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bool
+) -> GuestError:
+    """The refusal of a type reference of type ``t`` on a frame whose type count
+    is non-zero with another type: ``type.writable-mapped`` (a page-table type
+    wanted, the frame mapped writable: the mappings named), ``type.in-use``
+    (writable wanted) or ``type.mismatch``. All EINVAL, as ``_get_page_type``."""
     want = type_name(PageInfo(None, type=t, pae_xen_l2=xen_l2))
     if pg.type is WRITABLE and t.is_pagetable:
         hits = find_writable_mappings(xen, mfn)
@@ -127,7 +135,7 @@ def get_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bo
     """
     if pg.type_count:
         if pg.type is not t or pg.pae_xen_l2 is not xen_l2:
-            raise _mismatch(xen, mfn, pg, t, xen_l2)
+            raise type_mismatch_error(xen, mfn, pg, t, xen_l2)
         pg.type_count += 1
         return
     if pg.type is not t or pg.pae_xen_l2 is not xen_l2:
@@ -146,13 +154,13 @@ def get_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bo
         except GuestError as err:
             pg.type_count = 0
             pg.pae_xen_l2 = False
-            if not _failed_partway(err, mfn, t):
+            if not failed_partway(err, mfn, t):
                 pg.type = NONE
             raise
     pg.validated = True
 
 
-def _failed_partway(err: GuestError, mfn: Mfn, t: PageType) -> bool:
+def failed_partway(err: GuestError, mfn: Mfn, t: PageType) -> bool:
     """Did the validation of L2-L4 ``mfn`` fail at a slot other than 0
     (mm.c ``promote_l2/l3/l4_table``: ``if ( i )`` sets ``old_guest_table``)?"""
     if not err.path or t not in (PageType.L2, PageType.L3, PageType.L4):

@@ -44,6 +44,7 @@ __all__ = [
     "disallow_mask",
     "get_page_from_lne",
     "guest_slots",
+    "init_xen_pae_l2_slots",
     "is_guest_slot",
     "put_page_from_lne",
 ]
@@ -269,8 +270,14 @@ def promote_l2_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
         note_validation_failure(xen, err, 2, mfn, slot, words[slot])
         raise
     if pg.pae_xen_l2:
-        for slot in range(PAE_FIRST_XEN_L2_SLOT, 512):
-            words[slot] = make_pte(IO_FRAMES + slot % 16, XEN_ENTRY_FLAGS)
+        init_xen_pae_l2_slots(words)
+
+
+def init_xen_pae_l2_slots(words: memoryview) -> None:
+    """Write Xen's own entries into slots 428-511 of a validated PAE Xen L2
+    (mm.c ``init_xen_pae_l2_slots``)."""
+    for slot in range(PAE_FIRST_XEN_L2_SLOT, 512):
+        words[slot] = make_pte(IO_FRAMES + slot % 16, XEN_ENTRY_FLAGS)
 
 
 @registers(PROMOTE, PageType.L3)
