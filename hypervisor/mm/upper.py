@@ -42,6 +42,7 @@ from hypervisor.rules import BASE_DISALLOW_MASK, L3_PAE_DISALLOW_MASK
 __all__ = [
     "PAE_FIRST_XEN_L2_SLOT",
     "disallow_mask",
+    "get_linear_pagetable",
     "get_page_from_lne",
     "guest_slots",
     "init_xen_pae_l2_slots",
@@ -104,7 +105,7 @@ def get_page_from_lne(
         if err.errno != EINVAL or (level == 3 and d.is_32bit) or err.path:
             raise
         if _looks_linear(level, t_mfn, c_mfn, pg):
-            _get_linear(xen, e, level, t_mfn, pg, c_mfn, c_pg, d)
+            get_linear_pagetable(xen, e, level, t_mfn, pg, c_mfn, c_pg, d)
             return
         if err.rule is rules.TYPE_MISMATCH:
             raise GuestError(
@@ -126,7 +127,7 @@ def _looks_linear(level: int, t_mfn: Mfn, c_mfn: Mfn, pg: PageInfo) -> bool:
     return t_mfn == c_mfn or (pg.type is LEVEL_TYPE[level] and pg.type_count > 0)
 
 
-def _get_linear(
+def get_linear_pagetable(
     xen: XenState,
     e: int,
     level: int,
@@ -136,7 +137,15 @@ def _get_linear(
     c_pg: PageInfo,
     d: PvDomain,
 ) -> None:
-    """The linear rule, in Xen's order (mm.c ``get_lN_linear_pagetable``)."""
+    """Take the references of a linear entry: ``e`` at ``level`` in table
+    ``c_mfn`` points at ``t_mfn``, a table of the same level (``pg``, its
+    general reference already dropped by the caller). Checked in Xen's order:
+    linear tables allowed at all, read-only, then (single-level rule,
+    XSA-240) neither the container already a linear target nor the target
+    the holder of linear entries of its own. A table mapping itself takes no
+    references; otherwise a general and a type reference on the target, and
+    the linear counters move. Raises GuestError on a refusal.
+    mm.c ``get_l2/l3/l4_linear_pagetable`` (``define_get_linear_pagetable``)."""
     what = f"L{level} entry {e:#x} points at L{level} mfn {t_mfn:#x}, a table of its own level"
     if not xen.config.linear_pt:
         raise GuestError(rules.LINEAR_DISABLED, what)
