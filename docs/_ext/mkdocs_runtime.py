@@ -137,7 +137,10 @@ def project_wheel(dest: Path) -> Path:
     dist_info = f"minikern-{version}.dist-info"
     files: dict[str, bytes] = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")) if (ROOT / package).is_dir() else []:
+        found = sorted((ROOT / package).rglob("*.py")) if (ROOT / package).is_dir() else []
+        if package == "lessons":  # lesson.toml: the diagnosis pages load their lesson
+            found += sorted((ROOT / package).glob("*/lesson.toml"))
+        for path in found:
             files[str(path.relative_to(ROOT))] = path.read_bytes()
     files[f"{dist_info}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: minikern\nVersion: {version}\n"

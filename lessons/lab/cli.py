@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="lab")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hidden", action="store_true", help="also the hidden tests, if present")
+    p.add_argument("--student", default=None, help="diagnosis lessons: whose instance")
     p = sub.add_parser("grade", help="every lesson; Score: X/Y")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--work", default=None)
@@ -48,6 +49,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", action="store_true", help="also the hidden tests")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--student", default=None, help="diagnosis lessons: whose instance")
+    p = sub.add_parser("diagnose", help="your instance of a diagnosis lesson: the broken run")
+    p.add_argument("id")
+    p.add_argument("--student", default=None, help="your identity (default: the one last used)")
+    p.add_argument("--work", default="lab")
     p = sub.add_parser("hint", help="the next hint for the rule this lesson last failed on")
     p.add_argument("id")
     p.add_argument("--work", default="lab")
@@ -61,7 +67,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("verify", help="reference full marks, starter zero, every break caught")
     p.add_argument("ids", nargs="*")
-    sub.add_parser("solutions", help="the reference as a submission folder").add_argument("out")
+    p = sub.add_parser("solutions", help="the reference as a submission folder")
+    p.add_argument("out")
+    p.add_argument("--student", default=None, help="diagnosis lessons: whose answers")
     p = sub.add_parser("handout", help="a student copy of the project")
     p.add_argument("out")
     p.add_argument("--release", action="append", default=None, metavar="ID")
@@ -136,9 +144,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     lesson = load(args.id)
     work = Path(args.work)
     hidden = args.seed if args.hidden else None
-    result = grade(
-        [lesson], work, Options(seed=args.seed, hidden_seed=hidden, pattern=args.pattern)
+    opts = Options(
+        seed=args.seed, hidden_seed=hidden, pattern=args.pattern, student=_student(args, work)
     )
+    result = grade([lesson], work, opts)
     _print(result)
     _record(work, result.lessons)
     return 0 if result.score == result.max_score and result.tests else 1
@@ -154,7 +163,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if results:
         report.write_results(results, report.zero_results(hidden_seed))
     lessons = _lessons(args.lesson)
-    result = grade(lessons, folder, Options(seed=seed, hidden_seed=hidden_seed), args.jobs)
+    student = args.student if args.submission else _student(args, folder)
+    opts = Options(seed=seed, hidden_seed=hidden_seed, student=student)
+    result = grade(lessons, folder, opts, args.jobs)
     result.hints = workspace.State(folder).hints_used()
     if results:
         report.write_results(results, report.shape(result, args.format))
@@ -162,6 +173,40 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if args.submission is None:
         _record(folder, result.lessons)
     return 0 if result.score == result.max_score and not result.grader_error else 1
+
+
+def _student(args: argparse.Namespace, work: Path) -> str | None:
+    """``--student``, else the identity last used in the workspace ``work`` (a student's
+    own folder; a submission's identity comes from its engine's metadata instead)."""
+    if getattr(args, "student", None):
+        return str(args.student)
+    saved = workspace.State(work).data.get("student")
+    return saved if isinstance(saved, str) and saved.strip() else None
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from lessons.lab import diagnosis
+
+    lesson = load(args.id)
+    if lesson.track != "diagnosis":
+        print(f"{lesson.id} is a {lesson.track}-track lesson: `minikern lab run {lesson.id}`")
+        return 2
+    work = Path(args.work)
+    student = _student(args, work)
+    if student is None:
+        print(f"whose instance? `minikern lab diagnose {lesson.id} --student YOUR-IDENTITY`")
+        return 2
+    state = workspace.State(work)
+    if work.is_dir():
+        state.data["student"] = student
+        state.save()
+    inst = diagnosis.generate(lesson, student)
+    console = Console(highlight=False)
+    for item in diagnosis.renderables(lesson, inst):
+        console.print(item)
+    return 0
 
 
 def cmd_hint(args: argparse.Namespace) -> int:
@@ -249,8 +294,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_solutions(args: argparse.Namespace) -> int:
-    files = workspace.solutions(Path(args.out))
+    files = workspace.solutions(Path(args.out), args.student)
     print(f"{args.out}: {len(files)} reference files written")
+    if args.student is None:
+        print("(no diagnosis answers: they differ per student; give --student NAME)")
     return 0
 
 
@@ -280,6 +327,7 @@ VERBS = {
     "start": cmd_start,
     "check": cmd_check,
     "grade": cmd_grade,
+    "diagnose": cmd_diagnose,
     "hint": cmd_hint,
     "run": cmd_run,
     "break": cmd_break,

@@ -17,6 +17,8 @@ from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import attrs
+
 from lessons.lab.grader import Options, grade_lesson
 from lessons.lab.lessons import Lesson, all_lessons
 from lessons.lab.results import GRADED, LessonResult, TestResult
@@ -25,6 +27,9 @@ __all__ = ["grade_submission", "run", "summary"]
 
 
 def grade_submission(folder: Path, lessons: list[Lesson], opts: Options) -> list[LessonResult]:
+    """Every lesson of one submission; its diagnosis instances are those of the
+    subfolder's name (the student's identity)."""
+    opts = attrs.evolve(opts, student=folder.name)
     return [grade_lesson(lesson, folder, opts) for lesson in lessons]
 
 

@@ -52,6 +52,9 @@ class Options:
     jail: bool = True
     explain: bool = True
     """Compute each failure's first divergence from the reference run (verify does not)."""
+    student: str | None = None
+    """Diagnosis track: the identity whose instance is graded (else the submission's
+    engine metadata says; see ``lessons.lab.diagnosis.identity_of``)."""
 
 
 def select(lesson: Lesson, opts: Options) -> list[TestCase]:
@@ -346,7 +349,12 @@ def grade_lesson(lesson: Lesson, folder: Path, opts: Options) -> LessonResult:
     start = time.monotonic()
     tests = select(lesson, opts)
     try:
-        result = _grade(lesson, folder, tests, opts)
+        if lesson.track == "diagnosis":
+            from lessons.lab import diagnosis
+
+            result = diagnosis.grade(lesson, folder, tests, opts)
+        else:
+            result = _grade(lesson, folder, tests, opts)
     except Exception:
         result = _fail_all(
             lesson,

@@ -63,6 +63,8 @@ class Lesson:
     timeout_s: float
     hints: dict[str, tuple[str, ...]]
     path: Path
+    answer: dict[str, dict[str, str]] = attrs.Factory(dict)
+    """Diagnosis track: answer key -> ``{"type": "int"|"str", "help": ..., "example": ...}``."""
 
     @property
     def number(self) -> str:
@@ -77,8 +79,10 @@ class Lesson:
         return files
 
     def breaks(self) -> dict[str, Path]:
-        """Break name -> its file (``breaks/<name>.py``)."""
-        return {p.stem: p for p in sorted((self.path / "breaks").glob("*.py"))}
+        """Break name -> its file (``breaks/<name>.py``; a diagnosis lesson's wrong
+        answers are ``breaks/<name>.toml``)."""
+        suffix = "*.toml" if self.track == "diagnosis" else "*.py"
+        return {p.stem: p for p in sorted((self.path / "breaks").glob(suffix))}
 
     def tests(self, hidden: bool) -> list[TestCase]:
         """Every test, numbered."""
@@ -118,6 +122,8 @@ def read_toml(folder: Path) -> Lesson:
     hints = data.get("hints", {})
     if not isinstance(hints, dict):
         raise LessonError(f"{where}: [hints] must be a table")
+    if track == "diagnosis":
+        data.setdefault("functions", [])
     return Lesson(
         id=folder.name,
         title=str(data.get("title", folder.name)),
@@ -126,7 +132,27 @@ def read_toml(folder: Path) -> Lesson:
         timeout_s=float(timeout),
         hints={str(k): _str_list(hints, k, where) for k in hints},
         path=folder,
+        answer=_answer_spec(data, track, where),
     )
+
+
+def _answer_spec(data: dict[str, Any], track: str, where: Path) -> dict[str, dict[str, str]]:
+    """The ``[answer]`` table of a diagnosis lesson: each key's type, help and example."""
+    table = data.get("answer", {})
+    if track != "diagnosis":
+        return {}
+    if not isinstance(table, dict) or not table:
+        raise LessonError(f"{where}: a diagnosis lesson needs an [answer] table")
+    out = {}
+    for key, spec in table.items():
+        if not isinstance(spec, dict) or spec.get("type") not in ("int", "str"):
+            raise LessonError(f'{where}: [answer.{key}] needs type = "int" or "str"')
+        out[str(key)] = {
+            "type": str(spec["type"]),
+            "help": str(spec.get("help", key)),
+            "example": str(spec.get("example", "")),
+        }
+    return out
 
 
 def all_lessons(root: Path = LESSONS_DIR) -> list[Lesson]:

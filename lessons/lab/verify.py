@@ -26,8 +26,61 @@ def _zero(r: LessonResult) -> bool:
     return all(not t.passed for t in r.tests if t.max_points) and r.status != "grader-error"
 
 
+STUDENTS = ("ada@example.edu", "grace@example.edu", "edsger@example.edu")
+"""The identities a diagnosis lesson is verified with."""
+
+
+def _grade_answer(lesson: Lesson, text: str, student: str) -> LessonResult:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / f"{lesson.id}.toml").write_text(text, encoding="utf-8")
+        return grade_lesson(lesson, Path(tmp), Options(student=student, explain=False))
+
+
+def verify_diagnosis(lesson: Lesson) -> Iterator[tuple[str, bool]]:
+    """A diagnosis lesson: each student's own answers score full marks, the template
+    zero, every break (a plausible wrong answer) loses points, and the instances of
+    different students have different answers (another's answers lose points)."""
+    from lessons.lab import diagnosis
+
+    truths = []
+    for who in STUDENTS:
+        r = _grade_answer(lesson, diagnosis.solution_text(lesson, who), who)
+        truths.append(diagnosis.generate(lesson, who).truth)
+        yield (
+            f"{lesson.id}: {who}'s answers {r.score}/{r.max_score} {r.message}",
+            r.score == r.max_score > 0,
+        )
+    r = _grade_answer(lesson, diagnosis.template_text(lesson), STUDENTS[0])
+    yield f"{lesson.id}: template {r.score}/{r.max_score}", _zero(r)
+    distinct = len({repr(sorted(t.items())) for t in truths})
+    yield f"{lesson.id}: {distinct} distinct answer sets for {len(truths)} students", distinct > 1
+    copied = _grade_answer(lesson, diagnosis.solution_text(lesson, STUDENTS[0]), STUDENTS[1])
+    yield (
+        f"{lesson.id}: {STUDENTS[0]}'s answers copied by {STUDENTS[1]} "
+        f"{copied.score}/{copied.max_score}",
+        copied.score < copied.max_score,
+    )
+    breaks = lesson.breaks()
+    yield f"{lesson.id}: {len(breaks)} break(s) shipped", bool(breaks)
+    for name, path in breaks.items():
+        for who in STUDENTS[:2]:
+            r = _grade_answer(lesson, diagnosis.apply_break(lesson, who, path), who)
+            lost = sorted({t.rule for t in r.tests if not t.passed})
+            yield (
+                f"{lesson.id}: break {name} ({who}) {r.score}/{r.max_score} caught by "
+                f"{', '.join(lost) or r.message[:100]}",
+                r.score < r.max_score and r.status == "graded",
+            )
+
+
 def verify_lesson(lesson: Lesson, seed: int | None = None) -> Iterator[tuple[str, bool]]:
     """``(what, held)`` for each property of ``lesson``."""
+    if lesson.track == "diagnosis":
+        try:
+            yield from verify_diagnosis(lesson)
+        except Exception as exc:  # the incident itself is broken: the course's bug
+            yield f"{lesson.id}: the incident fails: {type(exc).__name__}: {exc}", False
+        return
     hidden = seed if seed is not None else secrets.randbelow(2**31)
     opts = Options(seed=0, hidden_seed=hidden, explain=False)
     ref = _grade(lesson, source.solution_source(lesson), opts)

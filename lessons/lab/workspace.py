@@ -33,9 +33,14 @@ def start(folder: Path, lessons: list[Lesson] | None = None) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for lesson in lessons if lessons is not None else all_lessons():
-        path = folder / f"{lesson.id}.py"
+        if lesson.track == "diagnosis":
+            from lessons.lab import diagnosis
+
+            path, text = folder / f"{lesson.id}.toml", diagnosis.template_text(lesson)
+        else:
+            path, text = folder / f"{lesson.id}.py", source.starter_source(lesson)
         if not path.exists():
-            path.write_text(source.starter_source(lesson), encoding="utf-8")
+            path.write_text(text, encoding="utf-8")
             written.append(path.name)
     readme = folder / "README.md"
     if not readme.exists():
@@ -43,11 +48,21 @@ def start(folder: Path, lessons: list[Lesson] | None = None) -> list[str]:
     return written
 
 
-def solutions(folder: Path) -> list[str]:
-    """The reference as a submission folder (every lesson)."""
+def solutions(folder: Path, student: str | None = None) -> list[str]:
+    """The reference as a submission folder (every lesson); a diagnosis lesson's answers
+    are those of ``student``'s instance (left out without one)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for lesson in all_lessons():
+        if lesson.track == "diagnosis":
+            if student is None:
+                continue
+            from lessons.lab import diagnosis
+
+            text = diagnosis.solution_text(lesson, student)
+            (folder / f"{lesson.id}.toml").write_text(text, encoding="utf-8")
+            out.append(f"{lesson.id}.toml")
+            continue
         (folder / f"{lesson.id}.py").write_text(source.solution_source(lesson), encoding="utf-8")
         out.append(f"{lesson.id}.py")
     return out
