@@ -13,10 +13,29 @@ from pathlib import Path
 
 import pytest
 
-from lessons.lab import bundle, cli, report, source, workspace
+from lessons.lab import bundle, cli, diagnosis, report, source, workspace
 from lessons.lab.lessons import Lesson, all_lessons
 
 ENV = {**os.environ, "MINIKERN_PYTHON": sys.executable}
+STUDENT = "ada@example.edu"
+"""The identity the engines' metadata names (diagnosis lessons are graded on its instance)."""
+
+
+def reference(each: Lesson) -> str:
+    """A lesson's full-marks answer: the reference source, or STUDENT's diagnosis answers."""
+    if each.track == "diagnosis":
+        return diagnosis.solution_text(each, STUDENT)
+    return source.solution_source(each)
+
+
+def starter(each: Lesson) -> str:
+    if each.track == "diagnosis":
+        return diagnosis.template_text(each)
+    return source.starter_source(each)
+
+
+def file_name(each: Lesson) -> str:
+    return f"{each.id}.toml" if each.track == "diagnosis" else f"{each.id}.py"
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +58,11 @@ def _autograder(tmp: Path, gradescope_zip: Path, text_of: dict[str, str]) -> dic
     root = tmp / "autograder"
     (root / "submission").mkdir(parents=True)
     zipfile.ZipFile(gradescope_zip).extractall(root / "source")
+    meta = {"id": 1, "users": [{"email": STUDENT, "id": 7, "name": "Ada"}]}
+    (root / "submission_metadata.json").write_text(json.dumps(meta))
+    by_id = {each.id: each for each in all_lessons()}
     for lesson_id, text in text_of.items():
-        (root / "submission" / f"{lesson_id}.py").write_text(text)
+        (root / "submission" / file_name(by_id[lesson_id])).write_text(text)
     script = root / "source" / "run_autograder"
     script.chmod(0o755)
     env = {**ENV, "AUTOGRADER_ROOT": str(root)}
@@ -55,7 +77,7 @@ def test_run_autograder_gives_the_reference_full_marks(
     data = _autograder(
         tmp_path,
         gradescope_zip,
-        {lesson.id: source.solution_source(lesson) for lesson in all_lessons()},
+        {lesson.id: reference(lesson) for lesson in all_lessons()},
     )
     tests = data["tests"]
     assert isinstance(tests, list)
@@ -66,7 +88,7 @@ def test_run_autograder_gives_the_starter_zero(tmp_path: Path, gradescope_zip: P
     data = _autograder(
         tmp_path,
         gradescope_zip,
-        {lesson.id: source.starter_source(lesson) for lesson in all_lessons()},
+        {lesson.id: starter(lesson) for lesson in all_lessons()},
     )
     assert data["score"] == 0
     assert data["tests"]
@@ -79,8 +101,10 @@ def test_prairielearn_entrypoint_grades_slash_grade(tmp_path: Path, lesson: Less
     assert info["externalGradingOptions"]["entrypoint"] == "/minikern/entrypoint"
     grade = tmp_path / "grade"
     (grade / "student").mkdir(parents=True)
+    (grade / "data").mkdir()
+    (grade / "data" / "data.json").write_text(json.dumps({"params": {"student": STUDENT}}))
     for each in all_lessons():
-        (grade / "student" / f"{each.id}.py").write_text(source.solution_source(each))
+        (grade / "student" / file_name(each)).write_text(reference(each))
     (grade / "student" / f"{lesson.id}.py").write_text(source.starter_source(lesson))
     env = {**ENV, "GRADE_ROOT": str(grade)}
     subprocess.run([str(out / "entrypoint")], env=env, check=True, capture_output=True, timeout=240)

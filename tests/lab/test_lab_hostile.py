@@ -271,3 +271,61 @@ def test_conftest_and_sitecustomize_in_the_submission_are_never_run(
     r = grade_lesson(lesson, folder, Options())
     assert r.score == 0
     assert not marker.exists()
+
+
+# -- the diagnosis track: hostile answer files (parsed, never run) -------------------------
+
+DIAGNOSIS = "d01_refused_pin"
+
+
+def _hostile_answer(folder: Path, case: str) -> None:
+    """Make ``folder/<id>.toml`` the hostile ``case``."""
+    path = folder / f"{DIAGNOSIS}.toml"
+    if case == "toml-bomb":  # under the size cap, nested past the recursion limit
+        path.write_text("operation = " + "[" * 30_000 + "]" * 30_000 + "\n")
+    elif case == "inline-table-bomb":
+        path.write_text("operation = " + "{a = " * 6_000 + "1" + "}" * 6_000 + "\n")
+    elif case == "100-megabytes":  # sparse: costs no disk, must not be read whole
+        with path.open("wb") as f:
+            f.write(b'step = "')
+            f.truncate(100 * 1024 * 1024)
+    elif case == "binary-junk":
+        path.write_bytes(bytes(range(256)) * 64)
+    elif case == "symlink-outside":
+        path.symlink_to("/etc/passwd")
+    elif case == "symlink-to-a-fifo":
+        os.mkfifo(folder / "pipe")
+        path.symlink_to(folder / "pipe")
+    elif case == "a-directory":
+        path.mkdir()
+    elif case == "code-in-strings":
+        path.write_text("step = \"__import__('os').system('touch /tmp/pwned-minikern')\"\n")
+
+
+DIAGNOSIS_CASES = [
+    "toml-bomb",
+    "inline-table-bomb",
+    "100-megabytes",
+    "binary-junk",
+    "symlink-outside",
+    "symlink-to-a-fifo",
+    "a-directory",
+    "code-in-strings",
+]
+
+
+@pytest.mark.parametrize("case", DIAGNOSIS_CASES)
+def test_hostile_answer_file_scores_zero_with_a_message(tmp_path: Path, case: str) -> None:
+    from lessons.lab.lessons import load
+
+    lesson = load(DIAGNOSIS)
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    _hostile_answer(folder, case)
+    r = grade_lesson(lesson, folder, Options(student="mallory@example.edu"))
+    assert r.status != "grader-error", r.message
+    assert r.score == 0
+    assert r.tests
+    assert all(not t.passed for t in r.tests)
+    assert r.message
+    assert not Path("/tmp/pwned-minikern").exists()
