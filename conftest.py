@@ -29,11 +29,17 @@ pytest_collect_file = Sybil(
 ).pytest()
 
 
+ONE_WORKER_MODULES = frozenset({"tests/docs/test_site_browser.py"})
+"""Test modules whose tests share a costly module-scoped fixture (one Chromium and
+its Pyodide), kept on one worker like a page so the fixture is made once."""
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``--dist loadgroup``: xdist's group scheduling, where the examples of
     one ``.md`` page also form one group (they share a namespace), so they run
-    in order on one worker while every other test spreads over both workers.
+    in order on one worker, and so do the tests of each of ``ONE_WORKER_MODULES``,
+    while every other test spreads over both workers.
 
     (The pages are grouped here, by node id, rather than with ``xdist_group``
     marks: pytest-xdist 3.8 tags marked node ids through ``item._nodeid``,
@@ -45,6 +51,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class PageGroupScheduling(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return path if path.endswith(".md") else super()._split_scope(nodeid)
+            if path.endswith(".md") or path in ONE_WORKER_MODULES:
+                return path
+            return super()._split_scope(nodeid)
 
     return PageGroupScheduling(config, log)

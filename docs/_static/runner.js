@@ -115,12 +115,16 @@
     }
   }
 
-  function decorate() {
+  // The example blocks of a document that get a Run button: [div, pre] pairs.
+  function runnable(doc) {
     const selector = "div.highlight-python, div.highlight-pycon, div.highlight-python3";
-    document.querySelectorAll(selector).forEach((div) => {
-      if (div.closest(".mk-norun")) return;
-      const pre = div.querySelector("pre");
-      if (!pre) return;
+    return Array.from(doc.querySelectorAll(selector))
+      .filter((div) => !div.closest(".mk-norun") && div.querySelector("pre"))
+      .map((div) => [div, div.querySelector("pre")]);
+  }
+
+  function decorate() {
+    runnable(document).forEach(([div, pre]) => {
       const index = blocks.length;
       const bar = document.createElement("div");
       bar.className = "mk-run";
@@ -151,7 +155,13 @@
     });
   }
 
-  window.mkRunner = { blocks, startupMs: null, firstRunMs: null, clickedAt: null, phases: [] };
+  window.mkRunner = {
+    blocks, startupMs: null, firstRunMs: null, clickedAt: null, phases: [],
+    // For the site's tests: the sources a document's Run buttons would run, and
+    // this page's runtime ({pyodide, mod}) once an example has started it.
+    sources: (doc) => runnable(doc).map(([, pre]) => pre.textContent),
+    runtime: () => starting,
+  };
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", decorate);
   } else {

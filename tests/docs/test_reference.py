@@ -13,6 +13,7 @@ from site_builder import ROOT, ensure_built
 from hypervisor import abi
 from hypervisor.hypercalls import TABLE
 from hypervisor.rules import RULES
+from lessons.lab.lessons import all_lessons
 
 
 class _Ids(HTMLParser):
@@ -65,3 +66,14 @@ def test_pictures_fetch_no_web_font(site: Path) -> None:
     pictures = list((site / "_images").glob("*.svg"))
     assert pictures, "the site has no pictures"
     assert [p.name for p in pictures if "@font-face" in p.read_text()] == []
+
+
+def test_every_lesson_page_shows_each_hint_of_its_lesson_as_a_dropdown(site: Path) -> None:
+    dropdown = re.compile(r'<details class="[^"]*\bsd-dropdown\b[^"]*\bmk-hint\b[^"]*">\s*<summary')
+    wrong: dict[str, tuple[int, int]] = {}
+    for lesson in all_lessons():
+        html = (site / "lessons" / f"{lesson.id}.html").read_text(encoding="utf-8")
+        shown, hints = len(dropdown.findall(html)), sum(map(len, lesson.hints.values()))
+        if shown != hints:
+            wrong[lesson.id] = (shown, hints)
+    assert wrong == {}
