@@ -8,10 +8,14 @@ LINTED := $(wildcard hypervisor minikern lessons tests benchmarks docs conftest.
 
 .PHONY: test test-long lint typecheck pytest demo bench docs docs-serve clean
 
+# uv (from PyPI, into the venv) installs the project: a fresh bootstrap takes seconds,
+# not a minute. pip goes in too (the docs build and `minikern lab bundle` use it).
+# Without a pip for $(PYTHON) (or one older than 22.3), the venv's own pip fetches uv.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	test -x $(BIN)/uv || $(PYTHON) -m pip --python $(BIN)/python install --quiet --quiet uv \
+	    || { $(BIN)/python -m ensurepip --default-pip && $(BIN)/python -m pip install --quiet uv; }
+	$(BIN)/uv pip install --quiet --python $(BIN)/python pip -e '.[test,docs]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
