@@ -22,6 +22,7 @@ function that returns at once, must score zero (``minikern lab verify`` proves i
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -266,6 +267,33 @@ class Machine:
             return 0
         raw = self.xen.read_frame(table_mfn)
         return int.from_bytes(raw[8 * slot : 8 * slot + 8], "little")
+
+    def entries(self, table_mfn: int) -> list[int]:
+        """The 512 entries of the table in frame ``table_mfn``, from machine memory
+        (all zero for a frame beyond memory, like :meth:`entry`)."""
+        if not 0 <= table_mfn < self.xen.total_frames:
+            return [0] * 512
+        raw = self.xen.read_frame(table_mfn)
+        return list(struct.unpack(f"<{len(raw) // 8}Q", raw))
+
+    def tables_below(self, l4: int) -> list[tuple[int, int]]:
+        """``(level, mfn)`` of every table the user half (slots 0-255) of the L4 in
+        frame ``l4`` reaches, each once, parents before their children."""
+        from hypervisor import abi
+
+        found: dict[tuple[int, int], None] = {}
+        todo = [(4, l4)]
+        while todo:
+            level, mfn = todo.pop()
+            if level == 1:
+                continue
+            for e in self.entries(mfn)[: 256 if level == 4 else 512]:
+                child = abi.pte_mfn(e)
+                live = e & abi._PAGE_PRESENT and 0 < child < self.xen.total_frames
+                if live and (level - 1, child) not in found:
+                    found[(level - 1, child)] = None
+                    todo.append((level - 1, child))
+        return list(found)
 
     def walk(self, top_mfn: int, va: int, *, user: bool = True) -> int | None:
         """The leaf entry mapping ``va`` from the L4 in ``top_mfn`` (None if any level is

@@ -42,28 +42,6 @@ def grow_and_fork(g: Guest, plan: Plan) -> None:
 # -- what the checks read off the machine ----------------------------------------------
 
 
-def entries(m: Machine, mfn: int) -> list[int]:
-    raw = m.xen.read_frame(mfn)
-    return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
-
-
-def tables_below(m: Machine, l4: int) -> list[tuple[int, int]]:
-    """``(level, mfn)`` of every table the user half of the L4 in ``l4`` reaches."""
-    found: list[tuple[int, int]] = []
-    level_tables = [(4, l4)]
-    while level_tables:
-        level, mfn = level_tables.pop()
-        slots = entries(m, mfn)[: 256 if level == 4 else 512]
-        for e in slots:
-            if e & abi._PAGE_PRESENT and level > 1:
-                child = abi.pte_mfn(e)
-                if 0 < child < m.xen.total_frames and (level - 1, child) not in found:
-                    found.append((level - 1, child))
-                    if level - 1 > 1:
-                        level_tables.append((level - 1, child))
-    return found
-
-
 def direct_map_entry(m: Machine, mfn: int) -> int | None:
     """The kernel's direct-map entry of frame ``mfn`` (None: not mapped)."""
     pfns = {int(x): pfn for pfn, x in enumerate(m.domain.initial_p2m)}
@@ -81,7 +59,7 @@ def finished(m: Machine, n: int) -> None:
 def every_l1(m: Machine) -> list[tuple[int, int]]:
     out = []
     for pid, view in sorted(m.processes.items()):
-        out += [(pid, mfn) for level, mfn in tables_below(m, view.user_l4) if level == 1]
+        out += [(pid, mfn) for level, mfn in m.tables_below(view.user_l4) if level == 1]
     return out
 
 
@@ -116,7 +94,7 @@ def l1s_pinned(m: Machine, plan: Plan) -> None:
 def tables_read_only(m: Machine, plan: Plan) -> None:
     finished(m, 2)
     for pid, view in sorted(m.processes.items()):
-        tables = [(4, view.l4), (4, view.user_l4), *tables_below(m, view.user_l4)]
+        tables = [(4, view.l4), (4, view.user_l4), *m.tables_below(view.user_l4)]
         for level, mfn in tables:
             f = m.frame(mfn)
             want = PageType.L4 if level == 4 else LEVEL_TYPE[level]

@@ -51,26 +51,6 @@ def fork_twice(g: Guest, plan: Plan) -> None:
 # -- reading the machine ------------------------------------------------------------------
 
 
-def entries(m: Machine, mfn: int) -> list[int]:
-    raw = m.xen.read_frame(mfn)
-    return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
-
-
-def tables_below(m: Machine, l4: int) -> list[tuple[int, int]]:
-    """``(level, mfn)`` of every table the user half of the L4 in ``l4`` reaches."""
-    found: list[tuple[int, int]] = []
-    todo = [(4, l4)]
-    while todo:
-        level, mfn = todo.pop()
-        for e in entries(m, mfn)[: 256 if level == 4 else 512]:
-            child = abi.pte_mfn(e)
-            live = level > 1 and e & abi._PAGE_PRESENT and 0 < child < m.xen.total_frames
-            if live and (level - 1, child) not in found:
-                found.append((level - 1, child))
-                todo.append((level - 1, child))
-    return found
-
-
 def direct_map_entry(m: Machine, mfn: int) -> int | None:
     pfns = {int(x): pfn for pfn, x in enumerate(m.domain.initial_p2m)}
     if mfn not in pfns:
@@ -104,7 +84,7 @@ def tree_typed_read_only(m: Machine, plan: Plan) -> None:
     finished(m)
     for pid in (1, 3):
         view = m.process(pid)
-        tables = [(4, view.l4), (4, view.user_l4), *tables_below(m, view.user_l4)]
+        tables = [(4, view.l4), (4, view.user_l4), *m.tables_below(view.user_l4)]
         expect(len(tables) >= 2 + 3 * 2, f"process {pid}'s tree is missing tables")
         for level, mfn in tables:
             f = m.frame(mfn)
@@ -121,7 +101,7 @@ def tree_typed_read_only(m: Machine, plan: Plan) -> None:
 def l1s_pinned(m: Machine, plan: Plan) -> None:
     finished(m)
     for pid in (1, 3):
-        l1s = [mfn for lv, mfn in tables_below(m, m.process(pid).user_l4) if lv == 1]
+        l1s = [mfn for lv, mfn in m.tables_below(m.process(pid).user_l4) if lv == 1]
         expect(l1s, f"process {pid} has no L1")
         for mfn in l1s:
             expect(
@@ -147,7 +127,7 @@ def exited_released(m: Machine, plan: Plan) -> None:
     live: set[int] = set()
     for pid in (1, 3):
         view = m.process(pid)
-        live |= {view.l4, view.user_l4} | {mfn for _lv, mfn in tables_below(m, view.user_l4)}
+        live |= {view.l4, view.user_l4} | {mfn for _lv, mfn in m.tables_below(view.user_l4)}
     gone = m.process(2)
     for mfn in (gone.l4, gone.user_l4):
         f = m.frame(mfn)

@@ -49,26 +49,6 @@ def grow_and_prune(g: Guest, plan: Plan) -> None:
 # -- reading the machine ------------------------------------------------------------------
 
 
-def entries(m: Machine, mfn: int) -> list[int]:
-    raw = m.xen.read_frame(mfn)
-    return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
-
-
-def tables_below(m: Machine, l4: int) -> list[tuple[int, int]]:
-    """``(level, mfn)`` of every table the user half of the L4 in ``l4`` reaches."""
-    found: list[tuple[int, int]] = []
-    todo = [(4, l4)]
-    while todo:
-        level, mfn = todo.pop()
-        for e in entries(m, mfn)[: 256 if level == 4 else 512]:
-            child = abi.pte_mfn(e)
-            live = level > 1 and e & abi._PAGE_PRESENT and 0 < child < m.xen.total_frames
-            if live and (level - 1, child) not in found:
-                found.append((level - 1, child))
-                todo.append((level - 1, child))
-    return found
-
-
 def requests(call: object, *names: str) -> list[tuple[int, ...]]:
     """The requests of an ``mmu_update`` or ``mmuext_op`` record as tuples of ``names``
     (records or tuples, as the replay left them)."""
@@ -112,9 +92,9 @@ def reads_back(m: Machine, plan: Plan) -> None:
 def typed_and_pinned(m: Machine, plan: Plan) -> None:
     finished(m)
     view = m.process(1)
-    user = tables_below(m, view.user_l4)
+    user = m.tables_below(view.user_l4)
     expect(len(user) >= 7, f"the user L4 reaches {len(user)} tables", "lesson.not-linked")
-    kernel = set(tables_below(m, view.l4))
+    kernel = set(m.tables_below(view.l4))
     for level, mfn in user:
         f = m.frame(mfn)
         expect(f.type == TYPE[level], f"{mfn:#x} is linked as an L{level} but typed {f.type}")
@@ -125,7 +105,7 @@ def typed_and_pinned(m: Machine, plan: Plan) -> None:
 @check(grow_and_prune, points=5, name="order: each L1 pinned before its link")
 def pinned_before_linked(m: Machine, plan: Plan) -> None:
     finished(m)
-    l1s = {mfn for level, mfn in tables_below(m, m.process(1).user_l4) if level == 1}
+    l1s = {mfn for level, mfn in m.tables_below(m.process(1).user_l4) if level == 1}
     expect(l1s, "the process has no L1 at all", "lesson.not-linked")
     pinned_at: dict[int, int] = {}  # the last pin of each frame, and its last link
     linked_at: dict[int, int] = {}
@@ -155,7 +135,7 @@ def audit_clean(m: Machine, plan: Plan) -> None:
     expect(m.read_user(1, plan["new"], 1) is not None, "the last region was never mapped")
     bad = m.audit()
     expect(not bad, f"the audit found: {bad[:3]}")
-    live = {mfn for _, mfn in tables_below(m, m.process(1).user_l4)}
+    live = {mfn for _, mfn in m.tables_below(m.process(1).user_l4)}
     for f in m.frames():
         expect(
             not (f.pinned and f.type == PageType.L1) or f.mfn in live,

@@ -55,25 +55,6 @@ def finished(m: Machine) -> None:
     expect(m.completed and {1, 2} <= set(m.processes), "the workload did not finish")
 
 
-def entries(m: Machine, mfn: int) -> list[int]:
-    raw = m.xen.read_frame(mfn)
-    return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
-
-
-def tables_below(m: Machine, l4: int) -> list[tuple[int, int]]:
-    found: list[tuple[int, int]] = []
-    todo = [(4, l4)]
-    while todo:
-        level, mfn = todo.pop()
-        for e in entries(m, mfn)[: 256 if level == 4 else 512]:
-            child = abi.pte_mfn(e)
-            live = level > 1 and e & abi._PAGE_PRESENT and 0 < child < m.xen.total_frames
-            if live and (level - 1, child) not in found:
-                found.append((level - 1, child))
-                todo.append((level - 1, child))
-    return found
-
-
 # -- the checks ---------------------------------------------------------------------------
 
 
@@ -132,7 +113,7 @@ def child_pinned(m: Machine, plan: Plan) -> None:
     for mfn in (view.l4, view.user_l4):
         f = m.frame(mfn)
         expect(f.type == PageType.L4 and f.pinned, f"the child's L4 {mfn:#x} is not pinned")
-    l1s = [mfn for level, mfn in tables_below(m, view.user_l4) if level == 1]
+    l1s = [mfn for level, mfn in m.tables_below(view.user_l4) if level == 1]
     expect(l1s, "the child has no L1")
     for mfn in l1s:
         expect(m.frame(mfn).pinned, f"the child's L1 {mfn:#x} is not pinned", "lesson.not-pinned")

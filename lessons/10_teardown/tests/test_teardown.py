@@ -47,26 +47,6 @@ def finished(m: Machine) -> None:
     expect(m.completed and {1, 2, 3} <= set(m.processes), "the workload did not finish")
 
 
-def entries(m: Machine, mfn: int) -> list[int]:
-    raw = m.xen.read_frame(mfn)
-    return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
-
-
-def tables_below(m: Machine, l4: int) -> set[int]:
-    """The mfns of every table the user half of the L4 in ``l4`` reaches."""
-    found: set[int] = set()
-    todo = [(4, l4)]
-    while todo:
-        level, mfn = todo.pop()
-        for e in entries(m, mfn)[: 256 if level == 4 else 512]:
-            child = abi.pte_mfn(e)
-            live = level > 1 and e & abi._PAGE_PRESENT and 0 < child < m.xen.total_frames
-            if live and child not in found:
-                found.add(child)
-                todo.append((level - 1, child))
-    return found
-
-
 def ops(m: Machine) -> list[tuple[int, int]]:
     """``(cmd, arg1)`` of every ``mmuext_op`` command the trusted machine carried out, in
     order (a refused batch's done part included)."""
@@ -98,7 +78,7 @@ def unpinned(m: Machine, plan: Plan) -> None:
                 f"process {pid}'s L4 {mfn:#x} is still {'pinned' if f.pinned else 'typed'}",
                 "lesson.not-unpinned",
             )
-    live = tables_below(m, m.process(2).user_l4)
+    live = {mfn for _, mfn in m.tables_below(m.process(2).user_l4)}
     for f in m.frames():
         expect(
             not (f.pinned and f.type == PageType.L1) or f.mfn in live,
@@ -131,7 +111,8 @@ def switched_away_first(m: Machine, plan: Plan) -> None:
 @check(exits, points=10, name="free: every frame the exits and the munmap released is freed")
 def freed(m: Machine, plan: Plan) -> None:
     finished(m)
-    live = tables_below(m, m.process(2).user_l4) | {m.process(2).l4, m.process(2).user_l4}
+    view = m.process(2)
+    live = {mfn for _, mfn in m.tables_below(view.user_l4)} | {view.l4, view.user_l4}
     gone = {mfn for pid in (1, 3) for mfn in (m.process(pid).l4, m.process(pid).user_l4)}
     for cmd, arg1 in ops(m):
         if cmd == abi.MMUEXT_PIN_L1_TABLE and arg1 not in live:

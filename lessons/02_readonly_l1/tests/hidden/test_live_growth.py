@@ -37,24 +37,8 @@ def minios_processes(g: Guest, plan: Plan) -> None:
     k.exit(gone)
 
 
-def entries(m: Machine, mfn: int) -> list[int]:
-    raw = m.xen.read_frame(mfn)
-    return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
-
-
 def l1s_of(m: Machine, l4: int) -> list[int]:
-    tables = [(4, l4)]
-    l1s: list[int] = []
-    while tables:
-        level, mfn = tables.pop()
-        for e in entries(m, mfn)[: 256 if level == 4 else 512]:
-            child = abi.pte_mfn(e)
-            if e & abi._PAGE_PRESENT and 0 < child < m.xen.total_frames:
-                if level == 2:
-                    l1s.append(child)
-                else:
-                    tables.append((level - 1, child))
-    return l1s
+    return [mfn for level, mfn in m.tables_below(l4) if level == 1]
 
 
 def live(plan: Plan) -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 
-from hypervisor import abi
 from hypervisor.mm.frames import PageType
 from lessons.lab.testing import Guest, Machine, Plan, check, expect, workload
 
@@ -35,24 +34,13 @@ def generations(g: Guest, plan: Plan) -> None:
         gc.write(va, bytes([plan["mark"]]) * 8)
 
 
-def entries(m: Machine, mfn: int) -> list[int]:
-    raw = m.xen.read_frame(mfn)
-    return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
-
-
 def table_count(m: Machine, l4: int) -> dict[int, int]:
     """How many tables of each level (3, 2, 1) the user half reaches, all typed."""
     counts = {3: 0, 2: 0, 1: 0}
-    todo = [(4, l4)]
     want = {3: PageType.L3, 2: PageType.L2, 1: PageType.L1}
-    while todo:
-        level, mfn = todo.pop()
-        for e in entries(m, mfn)[: 256 if level == 4 else 512]:
-            child = abi.pte_mfn(e)
-            if level > 1 and e & abi._PAGE_PRESENT and 0 < child < m.xen.total_frames:
-                counts[level - 1] += 1
-                expect(m.frame(child).type == want[level - 1], f"{child:#x} is not typed")
-                todo.append((level - 1, child))
+    for level, mfn in m.tables_below(l4):
+        counts[level] += 1
+        expect(m.frame(mfn).type == want[level], f"{mfn:#x} is not typed")
     return counts
 
 

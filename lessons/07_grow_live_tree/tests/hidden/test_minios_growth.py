@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 
-from hypervisor import abi
 from hypervisor.mm.frames import PageType
 from lessons.lab.testing import Guest, Machine, Plan, check, expect, workload
 
@@ -45,25 +44,6 @@ def minios_forks(g: Guest, plan: Plan) -> None:
     child.write(plan["vas"][plan["child_page"]], bytes.fromhex(plan["child_data"]))
 
 
-def entries(m: Machine, mfn: int) -> list[int]:
-    raw = m.xen.read_frame(mfn)
-    return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
-
-
-def tables_below(m: Machine, l4: int) -> list[tuple[int, int]]:
-    found: list[tuple[int, int]] = []
-    todo = [(4, l4)]
-    while todo:
-        level, mfn = todo.pop()
-        for e in entries(m, mfn)[: 256 if level == 4 else 512]:
-            child = abi.pte_mfn(e)
-            live = level > 1 and e & abi._PAGE_PRESENT and 0 < child < m.xen.total_frames
-            if live and (level - 1, child) not in found:
-                found.append((level - 1, child))
-                todo.append((level - 1, child))
-    return found
-
-
 def finished(m: Machine) -> None:
     expect(m.completed and {1, 2, 3} <= set(m.processes), "the workload did not finish")
 
@@ -84,7 +64,7 @@ def reads_back(m: Machine, plan: Plan) -> None:
 def typed_and_pinned(m: Machine, plan: Plan) -> None:
     finished(m)
     for pid in (1, 3):
-        found = tables_below(m, m.process(pid).user_l4)
+        found = m.tables_below(m.process(pid).user_l4)
         expect(len(found) >= 3, f"process {pid}'s user L4 reaches {len(found)} tables")
         for level, mfn in found:
             f = m.frame(mfn)
@@ -99,7 +79,7 @@ def audit_clean(m: Machine, plan: Plan) -> None:
     expect(not bad, f"the audit found: {bad[:3]}")
     live = set()
     for pid in (1, 3):
-        live |= {mfn for _, mfn in tables_below(m, m.process(pid).user_l4)}
+        live |= {mfn for _, mfn in m.tables_below(m.process(pid).user_l4)}
     for f in m.frames():
         expect(
             not (f.pinned and f.type == PageType.L1) or f.mfn in live,
