@@ -5,7 +5,10 @@
    whatever was half-done is rolled back on the way out; the hypercall entry
    point turns it into a :class:`HypercallError` exactly once.
 2. :class:`PageFault` -- raised by the simulated MMU when a translation fails.
-3. Anything else escaping the hypervisor is a bug in the hypervisor itself.
+3. Anything else escaping the hypervisor is a bug in the hypervisor itself --
+   except :class:`LessonFunctionError`: a lesson function installed through
+   :mod:`hypervisor.steps` (a student's) raised something other than a
+   :class:`GuestError`, or returned what its contract does not allow.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from hypervisor import abi
 from hypervisor.rules import Rule
 
-__all__ = ["GuestError", "HypercallError", "PageFault"]
+__all__ = ["GuestError", "HypercallError", "LessonFunctionError", "PageFault"]
 
 
 class GuestError(Exception):
@@ -36,6 +39,9 @@ class GuestError(Exception):
         """A question for the classic confusion behind this refusal, if any."""
         self.refused_entry: int | None = None
         """The entry value refused, when an entry's own bits broke the rule."""
+        self.step = ""
+        """The innermost swapped lesson function (``module:function``) the
+        refusal came out of, if any (see :mod:`hypervisor.steps`)."""
 
     @property
     def errno(self) -> int:
@@ -66,17 +72,28 @@ class HypercallError(OSError):
     positive value, Linux's (``abi.EINVAL``...), ``done`` the number of requests that
     completed before the failing one (they stay applied, as in Xen), ``rule``
     the stable id of the broken rule (see :mod:`hypervisor.rules`), ``op`` the
-    hypercall's name.
+    hypercall's name, ``step`` the swapped lesson function the refusal came out
+    of (``""``: none; see :mod:`hypervisor.steps`).
 
     What to do: read the message -- it names the frame, the entry and the rule
     -- and fix the guest, not the hypervisor.
     """
 
-    def __init__(self, errno: int, message: str, *, done: int = 0, rule: str = "", op: str = ""):
+    def __init__(
+        self,
+        errno: int,
+        message: str,
+        *,
+        done: int = 0,
+        rule: str = "",
+        op: str = "",
+        step: str = "",
+    ):
         super().__init__(errno, message)
         self.done = done
         self.rule = rule
         self.op = op
+        self.step = step
 
     @property
     def message(self) -> str:
@@ -86,11 +103,38 @@ class HypercallError(OSError):
         return str(self.strerror)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (self.errno, self.strerror, self.done, self.rule, self.op))
+        return (_rebuild, (self.errno, self.strerror, self.done, self.rule, self.op, self.step))
 
 
-def _rebuild(errno: int, message: str, done: int, rule_id: str, op: str) -> HypercallError:
-    return HypercallError(errno, message, done=done, rule=rule_id, op=op)
+def _rebuild(
+    errno: int, message: str, done: int, rule_id: str, op: str, step: str = ""
+) -> HypercallError:
+    return HypercallError(errno, message, done=done, rule=rule_id, op=op, step=step)
+
+
+class LessonFunctionError(Exception):
+    """A lesson function installed through :mod:`hypervisor.steps` failed:
+    it raised ``cause`` (an exception other than a refusal, e.g.
+    ``NotImplementedError``), or returned a value its contract does not allow.
+    ``step`` names the lesson function (``module:function``).
+
+    Raised when: the hypervisor called the installed function, during a
+    hypercall or a trapped write. It propagates out of that call as it is --
+    never a :class:`HypercallError`, never in the trace -- and the machine may
+    be left half-updated (references taken and not released): treat it as
+    broken. The lab's child records it as the operation's outcome.
+
+    What to do: fix the lesson function (a refusal is ``raise GuestError(rule,
+    detail)``, never a returned errno).
+    """
+
+    def __init__(self, step: str, cause: str) -> None:
+        super().__init__(f"lesson function {step} failed: {cause}")
+        self.step = step
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (LessonFunctionError, (self.step, self.cause))
 
 
 PF_PRESENT = 1
@@ -123,5 +167,10 @@ def refusal(op: str, err: GuestError, done: int = 0) -> HypercallError:
     name = abi.errno_name(err.errno)
     what = err.context or op
     return HypercallError(
-        err.errno, f"{what} refused ({name}): {err.explain()}", done=done, rule=err.rule.id, op=op
+        err.errno,
+        f"{what} refused ({name}): {err.explain()}",
+        done=done,
+        rule=err.rule.id,
+        op=op,
+        step=err.step,
     )

@@ -9,7 +9,7 @@ frame with writable mappings cannot take a page-table type (EINVAL there).
 
 from __future__ import annotations
 
-from hypervisor import rules
+from hypervisor import rules, steps
 from hypervisor.abi import (
     _PAGE_GLOBAL,
     _PAGE_PRESENT,
@@ -19,9 +19,10 @@ from hypervisor.abi import (
     PAGE_SHIFT,
     PTE_MFN_MASK,
     Mfn,
+    pte_mfn,
 )
 from hypervisor.errors import GuestError
-from hypervisor.mm.adjust import GUEST_KERNEL, io_cache_flip
+from hypervisor.mm.adjust import GUEST_KERNEL, adjust_guest_l1e, io_cache_flip
 from hypervisor.mm.domain import PvDomain
 from hypervisor.mm.explain import (
     flag_names,
@@ -31,11 +32,19 @@ from hypervisor.mm.explain import (
     note_validation_failure,
 )
 from hypervisor.mm.frames import PageInfo, PageType
-from hypervisor.mm.refs import DEMOTE, PROMOTE, flags_error, get_page_type, registers
+from hypervisor.mm.refs import (
+    DEMOTE,
+    PROMOTE,
+    flags_error,
+    get_page_type,
+    put_page,
+    put_page_type,
+    registers,
+)
 from hypervisor.mm.state import IO_FRAMES, XenState
 from hypervisor.rules import L1_CACHE_ATTRS
 
-__all__ = ["get_page_from_l1e", "l1_disallow_mask", "put_page_from_l1e"]
+__all__ = ["get_page_from_l1e", "l1_disallow_mask", "l1e_flip_error", "put_page_from_l1e"]
 
 WRITABLE = PageType.WRITABLE
 NONE = PageType.NONE
@@ -65,6 +74,18 @@ def _get_io(xen: XenState, e: int, mfn: Mfn, l1_owner: PvDomain, pg_owner: PvDom
     return io_cache_flip(e)
 
 
+def l1e_flip_error(flip: int) -> str | None:
+    """What is wrong with ``flip`` as ``get_page_from_l1e``'s return value
+    (None: nothing): it is 0 or cache attribute bits, never an errno."""
+    if flip & ~L1_CACHE_ATTRS or flip < 0:
+        return (
+            f"get_page_from_l1e returns the cache attribute bits to flip"
+            f" (0, or some of {flag_names(L1_CACHE_ATTRS)}); a refusal is raised as GuestError"
+        )
+    return None
+
+
+@steps.swappable(check=l1e_flip_error)
 def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDomain) -> int:
     """Take the references a present L1 entry ``e`` needs (mm.c ``get_page_from_l1e``).
 
@@ -101,10 +122,22 @@ def get_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDom
     return _get_page_from_l1e_checked(xen, e, mfn, pg, l1_owner, pg_owner)
 
 
+@steps.plain_variant(get_page_from_l1e, inlines=[get_page_type])
+def _get_page_from_l1e_plain(xen: XenState, e: int, l1_owner: PvDomain, pg_owner: PvDomain) -> int:
+    """``get_page_from_l1e`` without its fast path, which inlines
+    ``get_page_type``'s common case: every entry goes through the checks and a
+    writable one calls ``get_page_type`` (bound while ``get_page_type`` is
+    swapped, see :mod:`hypervisor.steps`). mm.c ``get_page_from_l1e``."""
+    mfn: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn, inlined
+    return _get_page_from_l1e_checked(xen, e, mfn, xen.frames.get(mfn), l1_owner, pg_owner)
+
+
 def _get_page_from_l1e_checked(
     xen: XenState, e: int, mfn: Mfn, pg: PageInfo | None, l1_owner: PvDomain, pg_owner: PvDomain
 ) -> int:
-    """Every check of ``get_page_from_l1e``, in Xen's order."""
+    """Every check of ``get_page_from_l1e``, in Xen's order, for the entry ``e``
+    mapping ``mfn`` (frame ``pg``, None if it has no metadata). mm.c
+    ``get_page_from_l1e``."""
     if e & l1_owner.l1_mask:
         raise flags_error(e, l1_owner.l1_mask, 1)
     if xen.is_io(mfn):
@@ -140,10 +173,24 @@ def put_page_from_l1e(xen: XenState, e: int, l1_owner: PvDomain) -> None:
     if pg is None or mfn < IO_FRAMES:
         return
     if e & _PAGE_RW:
-        pg.type_count -= 1  # writable: no devalidation to do
+        pg.type_count -= 1  # put_page_type, inlined: writable, no devalidation to do
     pg.count -= 1
     if not pg.count:
         xen.free_frame(mfn)
+
+
+@steps.plain_variant(put_page_from_l1e, inlines=[put_page_type])
+def _put_page_from_l1e_plain(xen: XenState, e: int, l1_owner: PvDomain) -> None:
+    """``put_page_from_l1e`` calling ``put_page_type`` for a writable entry
+    (``put_page_and_type``) instead of inlining it; bound while
+    ``put_page_type`` is swapped. mm.c ``put_page_from_l1e``."""
+    mfn = pte_mfn(e)
+    pg = xen.frames.get(mfn)
+    if pg is None or mfn < IO_FRAMES:
+        return
+    if e & _PAGE_RW:
+        put_page_type(xen, mfn, pg, None)
+    put_page(xen, mfn, pg)
 
 
 @registers(PROMOTE, PageType.L1)
@@ -198,6 +245,29 @@ def promote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
                 a |= _PAGE_GLOBAL | _PAGE_USER
         if a != e:
             xen.mem.words(mfn)[slot] = a
+
+
+@steps.plain_variant(promote_l1_table, inlines=[get_page_from_l1e, get_page_type])
+def _promote_l1_table_plain(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
+    """``promote_l1_table`` calling ``get_page_from_l1e`` for every present
+    entry instead of inlining its common cases; bound while
+    ``get_page_from_l1e`` or ``get_page_type`` is swapped. mm.c
+    ``promote_l1_table``."""
+    d = xen.domains[pg.owner]  # type: ignore[index]
+    words = xen.mem.words(mfn)
+    for slot in range(512):
+        e = words[slot]
+        if not e & _PAGE_PRESENT:
+            continue
+        try:
+            flip = get_page_from_l1e(xen, e, d, d)
+        except GuestError as err:
+            for undo in range(slot):
+                if words[undo] & _PAGE_PRESENT:
+                    put_page_from_l1e(xen, words[undo], d)
+            note_validation_failure(xen, err, 1, mfn, slot, e)
+            raise
+        words[slot] = adjust_guest_l1e(e ^ flip, d)
 
 
 @registers(DEMOTE, PageType.L1)

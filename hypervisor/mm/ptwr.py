@@ -12,6 +12,7 @@ TLB flush is done.
 
 from __future__ import annotations
 
+from hypervisor import steps
 from hypervisor.abi import _PAGE_PRESENT, _PAGE_RW, Mfn, VMASST_TYPE_writable_pagetables
 from hypervisor.console import Refusal
 from hypervisor.errors import GuestError
@@ -66,6 +67,7 @@ def ptwr_emulate(xen: XenState, v: PvVcpu, va: int, value: int, size: int) -> st
     return ptwr_emulated_update(xen, v, va, t.mfn, slot, old, new, size)
 
 
+@steps.swappable
 def ptwr_emulated_update(
     xen: XenState, v: PvVcpu, va: int, l1mfn: Mfn, slot: int, old: int, new: int, size: int
 ) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hypervisor import rules
+from hypervisor import rules, steps
 from hypervisor.abi import _PAGE_PRESENT, _PAGE_RW, Mfn, pte_mfn
 from hypervisor.errors import GuestError
 from hypervisor.mm.explain import flag_names, held_by, type_name
@@ -122,6 +122,7 @@ def type_mismatch_error(
     return GuestError(rule, f"mfn {mfn:#x} is {held_by(xen, mfn, pg)}; wanted {want}")
 
 
+@steps.swappable
 def get_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bool = False) -> None:
     """Take a type reference of type ``t`` (mm.c ``_get_page_type``).
 
@@ -169,6 +170,7 @@ def failed_partway(err: GuestError, mfn: Mfn, t: PageType) -> bool:
     return where == mfn and slot > 0
 
 
+@steps.swappable
 def put_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, container: PageInfo | None = None) -> None:
     """Drop a type reference (mm.c ``_put_page_type``). ``container`` is the
     table whose entry held it: a same-level container means a linear entry,

@@ -10,7 +10,7 @@ may point at the table itself, or at another validated table of the same level
 
 from __future__ import annotations
 
-from hypervisor import rules
+from hypervisor import rules, steps
 from hypervisor.abi import (
     _PAGE_ACCESSED,
     _PAGE_PRESENT,
@@ -127,6 +127,7 @@ def _looks_linear(level: int, t_mfn: Mfn, c_mfn: Mfn, pg: PageInfo) -> bool:
     return t_mfn == c_mfn or (pg.type is LEVEL_TYPE[level] and pg.type_count > 0)
 
 
+@steps.swappable
 def get_linear_pagetable(
     xen: XenState,
     e: int,
@@ -251,6 +252,7 @@ def _demote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
 
 
 @registers(PROMOTE, PageType.L2)
+@steps.swappable
 def promote_l2_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """Validate an L2: every present guest entry, in slot order, takes its
     references (``get_page_from_lne``: a general and an L1 type reference on
