@@ -310,10 +310,16 @@ def lesson_page(lesson_id: str, meta: dict[str, Any]) -> str:
                     f":::{{dropdown}} Hint {n} for `{rule_id}`\n:class-container: mk-hint\n\n"
                     f"{text}\n\nThe rule: {_hint_rule(rule_id)}\n:::\n"
                 )
-    out.append(
-        f"\n*Check your work:* `minikern lab check {lesson_id}` · "
-        f"*Grade it:* `minikern lab grade --lesson {lesson_id}`\n"
-    )
+    if meta.get("track") == "diagnosis":
+        out.append(
+            f"\n*Your instance:* `minikern lab diagnose {lesson_id} --student YOU` · "
+            f"*Check your answers* (`lab/{lesson_id}.toml`): `minikern lab check {lesson_id}`\n"
+        )
+    else:
+        out.append(
+            f"\n*Check your work:* `minikern lab check {lesson_id}` · "
+            f"*Grade it:* `minikern lab grade --lesson {lesson_id}`\n"
+        )
     return "\n".join(out)
 
 

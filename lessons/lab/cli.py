@@ -54,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--student", default=None, help="your identity (default: the one last used)")
     p.add_argument("--work", default="lab")
+    p.add_argument("--out", default=None, metavar="FILE", help="write it as text to FILE")
     p = sub.add_parser("hint", help="the next hint for the rule this lesson last failed on")
     p.add_argument("id")
     p.add_argument("--work", default="lab")
@@ -65,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("name", nargs="?")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--student", default=None, help="diagnosis lessons: whose instance")
     p = sub.add_parser("verify", help="reference full marks, starter zero, every break caught")
     p.add_argument("ids", nargs="*")
     p = sub.add_parser("solutions", help="the reference as a submission folder")
@@ -164,7 +166,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
         report.write_results(results, report.zero_results(hidden_seed))
     lessons = _lessons(args.lesson)
     student = args.student if args.submission else _student(args, folder)
-    opts = Options(seed=seed, hidden_seed=hidden_seed, student=student)
+    opts = Options(
+        seed=seed, hidden_seed=hidden_seed, student=student, show_instance=bool(args.submission)
+    )
     result = grade(lessons, folder, opts, args.jobs)
     result.hints = workspace.State(folder).hints_used()
     if results:
@@ -202,7 +206,15 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     if work.is_dir():
         state.data["student"] = student
         state.save()
-    inst = diagnosis.generate(lesson, student)
+    try:
+        inst = diagnosis.generate(lesson, student)
+    except diagnosis.InstanceError as exc:
+        print(f"minikern lab diagnose: {exc}")
+        return 1
+    if args.out:
+        Path(args.out).write_text(diagnosis.instance_text(lesson, inst), encoding="utf-8")
+        print(f"the instance of {inst.identity} written to {args.out}")
+        return 0
     console = Console(highlight=False)
     for item in diagnosis.renderables(lesson, inst):
         console.print(item)
@@ -262,7 +274,38 @@ def grade_lesson_keep(lesson: Lesson, folder: Path, opts: Options, kept: list[An
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _draw(load(args.id), Path(args.work), args.seed)
+    lesson = load(args.id)
+    if lesson.track == "diagnosis":
+        print(f"{lesson.id} is a diagnosis lesson: `minikern lab diagnose {lesson.id}`")
+        return 2
+    return _draw(lesson, Path(args.work), args.seed)
+
+
+def _break_doc(path: Path) -> str:
+    """What a break says it does: a ``.py`` break's docstring, a ``.toml`` one's ``doc``."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        from lessons.lab.diagnosis import break_doc
+
+        return break_doc(text)
+    return " ".join([*text.split('"""'), "", ""][1].split())
+
+
+def _diagnosis_break(lesson: Lesson, path: Path, student: str | None) -> int:
+    """Grade a diagnosis lesson's wrong answer for ``student`` (a sample student by
+    default) and print the verdicts."""
+    from lessons.lab import diagnosis
+    from lessons.lab.verify import STUDENTS
+
+    who = student or STUDENTS[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        text = diagnosis.apply_break(lesson, who, path)
+        (Path(tmp) / f"{lesson.id}.toml").write_text(text, encoding="utf-8")
+        print(f"{path.stem}, as {who} would answer it:\n{text}")
+        result = grade_lesson(lesson, Path(tmp), Options(student=who))
+    for line in report.lesson_lines(result, _colour()):
+        print(line)
+    return 0 if result.score == result.max_score else 1
 
 
 def cmd_break(args: argparse.Namespace) -> int:
@@ -270,12 +313,13 @@ def cmd_break(args: argparse.Namespace) -> int:
     breaks = lesson.breaks()
     if not args.name:
         for name, path in breaks.items():
-            doc = [*path.read_text(encoding="utf-8").split('"""'), "", ""][1]
-            print(f"{name:20} {' '.join(doc.split())}")
+            print(f"{name:20} {_break_doc(path)}")
         return 0
     if args.name not in breaks:
         print(f"{lesson.id} has no break {args.name!r}; it has: {', '.join(breaks)}")
         return 2
+    if lesson.track == "diagnosis":
+        return _diagnosis_break(lesson, breaks[args.name], args.student)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{lesson.id}.py"
         path.write_text(workspace.break_source(lesson, breaks[args.name]), encoding="utf-8")

@@ -32,17 +32,19 @@ from typing import Any
 
 import attrs
 
-from lessons.lab.results import BAD_SUBMISSION, LessonResult
+from lessons.lab.results import BAD_SUBMISSION, GRADER_ERROR, LessonResult
 from lessons.lab.testing import Check, Guest, Machine, Plan, Workload
 
 __all__ = [
     "MAX_ANSWER",
     "AnswerError",
+    "InstanceError",
     "Instance",
     "Question",
     "Row",
     "Scene",
     "apply_break",
+    "break_doc",
     "ask",
     "course_salt",
     "generate",
@@ -65,6 +67,28 @@ DEFAULT_SALT = "minikern"
 
 class AnswerError(Exception):
     """What is wrong with an answer file (or the identity), in words for the student."""
+
+
+class InstanceError(Exception):
+    """The incident cannot be run in this copy of the course (a handout's kernel lacks
+    the references), or it failed: never the student's fault."""
+
+
+def _unavailable(lesson_id: str, exc: Exception) -> InstanceError:
+    from lessons.lab.grader import stripped
+    from minikern import steps
+
+    gone = sorted(n for n in steps.REGISTRY if stripped(n))
+    if gone:
+        more = f" and {len(gone) - 2} more" if len(gone) > 2 else ""
+        return InstanceError(
+            f"this copy of the course is a handout: its kernel lacks the reference of "
+            f"{', '.join(gone[:2])}{more}, so it cannot make your instance of {lesson_id}. "
+            "Your instance is the one the course's grader makes: submit the answer template "
+            "and the results show it drawn, or ask your course for it (an instructor runs "
+            f"`minikern lab diagnose {lesson_id} --student YOU --out FILE`)."
+        )
+    return InstanceError(f"the incident of {lesson_id} failed: {type(exc).__name__}: {exc}")
 
 
 # -- identity and seeds -----------------------------------------------------------------
@@ -418,6 +442,8 @@ def _generate(lesson_id: str, identity: str, salt: str) -> Instance:
     steps.reset()
     try:
         w.run(scene, plan)
+    except Exception as exc:
+        raise _unavailable(lesson_id, exc) from exc
     finally:
         steps.reset()
     return Instance(
@@ -543,6 +569,15 @@ def solution_text(lesson: Any, identity: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def break_doc(text: str) -> str:
+    """The ``doc`` of a break's TOML text (empty if it has none or does not parse)."""
+    try:
+        doc = tomllib.loads(text).get("doc", "")
+    except tomllib.TOMLDecodeError:
+        return ""
+    return " ".join(doc.split()) if isinstance(doc, str) else ""
+
+
 def apply_break(lesson: Any, identity: str, break_path: Path) -> str:
     """A break (``breaks/<name>.toml``: a plausible wrong answer) made concrete for
     ``identity``: its keys replace the correct answers; ``[offset]`` adds to them."""
@@ -576,7 +611,10 @@ def grade(lesson: Any, folder: Path, tests: list[Any], opts: Any) -> LessonResul
         answer = read_answer(folder, lesson)
     except AnswerError as exc:
         return _fail_all(lesson, tests, BAD_SUBMISSION, str(exc), opts)
-    inst = generate(lesson, identity)
+    try:
+        inst = generate(lesson, identity)
+    except InstanceError as exc:
+        return _fail_all(lesson, tests, GRADER_ERROR, str(exc), opts)
     out = LessonResult(lesson.id, lesson.title, sandbox="none (answers are only parsed)")
     out.message = f"instance of {inst.identity!r} (identity from {source})"
     for t in tests:
@@ -592,6 +630,8 @@ def grade(lesson: Any, folder: Path, tests: list[Any], opts: Any) -> LessonResul
             who = shlex.quote(inst.identity)
             r.reproduce = f"minikern lab diagnose {lesson.id} --student {who}"
         out.tests.append(r)
+    if getattr(opts, "show_instance", False) and out.score < out.max_score:
+        out.instance = instance_text(lesson, inst)
     return out
 
 
@@ -649,3 +689,15 @@ def renderables(lesson: Any, inst: Instance) -> list[Any]:
         )
     )
     return out
+
+
+def instance_text(lesson: Any, inst: Instance, width: int = 120) -> str:
+    """The instance as plain text (no colour): for results files and ``--out``."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
+    for item in renderables(lesson, inst):
+        console.print(item)
+    return console.export_text()

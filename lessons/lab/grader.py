@@ -55,6 +55,10 @@ class Options:
     student: str | None = None
     """Diagnosis track: the identity whose instance is graded (else the submission's
     engine metadata says; see ``lessons.lab.diagnosis.identity_of``)."""
+    show_instance: bool = False
+    """Diagnosis track: put the student's instance, drawn, in the results of a lesson
+    short of full marks (grading a submission for an engine, where the student may have
+    no other way to see it)."""
 
 
 def select(lesson: Lesson, opts: Options) -> list[TestCase]:

@@ -57,6 +57,9 @@ def lesson_lines(lesson: LessonResult, colour: bool = False) -> list[str]:
         )
     for t in lesson.tests:
         lines += verdict_lines(t, colour)
+    if lesson.instance:
+        lines.append(f"   your instance of {lesson.id} (the broken run your answers are about):")
+        lines += ["   | " + line for line in lesson.instance.splitlines()]
     if lesson.output.strip():
         lines.append(f"   output of your code ({lesson.id}):")
         lines += ["   | " + line for line in lesson.output.splitlines()[:200]]

@@ -52,6 +52,9 @@ class LessonResult:
     """What the student's code printed (capped)."""
     seconds: float = 0.0
     sandbox: str = ""
+    instance: str = ""
+    """Diagnosis track, graded from an engine and not full marks: the student's instance
+    drawn as text (the broken run the answers are about)."""
 
     @property
     def score(self) -> int:

@@ -116,6 +116,8 @@ def handout(
     lab_out = out / "lessons"
     shutil.copytree(LESSONS_DIR / "lab", lab_out / "lab", ignore=IGNORE, dirs_exist_ok=True)
     shutil.copy2(LESSONS_DIR / "__init__.py", lab_out / "__init__.py")
+    if (LESSONS_DIR / "course.toml").is_file():  # the salt: students' instances are the grader's
+        shutil.copy2(LESSONS_DIR / "course.toml", lab_out / "course.toml")
     for lesson in lessons:
         shutil.copytree(
             lesson.path,
@@ -123,8 +125,22 @@ def handout(
             dirs_exist_ok=True,
             ignore=shutil.ignore_patterns("__pycache__", "hidden", "breaks"),
         )
+        _copy_guest_breaks(lesson, lab_out)
     start(out / "lab", lessons)
     return [lesson.id for lesson in lessons]
+
+
+def _copy_guest_breaks(lesson: Lesson, lab_out: Path) -> None:
+    """The guest lessons' breaks a diagnosis lesson's incident reuses (``guest_breaks``
+    in its lesson.toml), so that the handout can make the student's instance."""
+    import tomllib
+
+    data = tomllib.loads((lesson.path / "lesson.toml").read_text(encoding="utf-8"))
+    for name in data.get("guest_breaks", []) if lesson.track == "diagnosis" else []:
+        guest, _, stem = str(name).partition("/")
+        src = LESSONS_DIR / guest / "breaks" / f"{stem}.py"
+        (lab_out / guest / "breaks").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, lab_out / guest / "breaks" / src.name)
 
 
 class State:

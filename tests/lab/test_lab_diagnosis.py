@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -310,3 +313,85 @@ def test_a_break_is_made_concrete_per_student(d01: Lesson) -> None:
     assert got["operation"] == truth["operation"] - 1
     assert got["level"] == 4
     assert got["step"] == truth["step"]
+
+
+def test_lab_break_lists_the_wrong_answers_and_grades_one(
+    d01: Lesson, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["break", LESSON]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in d01.breaks())
+    assert "blames the pin" in listed
+    assert cli.main(["break", LESSON, "blames_the_pin", "--student", GRACE]) == 1
+    out = capsys.readouterr().out
+    assert "rule: diag.step" in out
+    assert "minikern.recipe:pin_table" in out
+
+
+def test_lab_run_points_a_diagnosis_lesson_at_diagnose(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["run", LESSON]) == 2
+    assert f"minikern lab diagnose {LESSON}" in capsys.readouterr().out
+
+
+def test_grading_a_submission_short_of_full_marks_shows_the_instance(
+    tmp_path: Path, d01: Lesson, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = answer(tmp_path / "sub", d01, diagnosis.template_text(d01))
+    argv = ["grade", "--submission", str(folder), "--lesson", LESSON, "--student", ADA]
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert f"your instance of {LESSON}" in out
+    assert "MMUEXT_PIN_L4_TABLE" in out
+    answer(folder, d01, diagnosis.solution_text(d01, ADA))
+    assert cli.main(argv) == 0
+    assert "your instance" not in capsys.readouterr().out
+
+
+def test_lab_diagnose_out_writes_the_instance_as_text(tmp_path: Path, d01: Lesson) -> None:
+    out = tmp_path / "ada.txt"
+    argv = ["diagnose", LESSON, "--student", ADA, "--out", str(out), "--work", str(tmp_path)]
+    assert cli.main(argv) == 0
+    text = out.read_text()
+    assert "\x1b[" not in text
+    assert text == diagnosis.instance_text(d01, diagnosis.generate(d01, ADA))
+
+
+def _handout_diagnose(tmp_path: Path, release: list[str]) -> subprocess.CompletedProcess[str]:
+    out = tmp_path / "handout"
+    workspace.handout(out, release)
+    argv = [sys.executable, "-m", "minikern", "lab", "diagnose", "d03_teardown_leak"]
+    argv += ["--student", ADA, "--out", str(tmp_path / "ada.txt")]
+    env = {**os.environ, "PYTHONPATH": str(out)}
+    return subprocess.run(argv, cwd=out, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_handout_makes_the_same_instance_as_the_grader(tmp_path: Path) -> None:
+    done = _handout_diagnose(tmp_path, ["d03_teardown_leak"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    lesson = load("d03_teardown_leak")
+    want = diagnosis.instance_text(lesson, diagnosis.generate(lesson, ADA))
+    assert (tmp_path / "ada.txt").read_text() == want
+
+
+def test_a_handout_without_the_kernels_references_says_where_the_instance_is(
+    tmp_path: Path,
+) -> None:
+    done = _handout_diagnose(tmp_path, ["d03_teardown_leak", "10_teardown"])
+    assert done.returncode == 1
+    assert "is a handout" in done.stdout
+    assert "submit the answer template" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "lesson_id", ["d01_refused_pin", "d02_stale_tlb", "d03_teardown_leak", "d04_pae_pin_l4"]
+)
+def test_a_class_gets_mostly_different_answers(lesson_id: str) -> None:
+    lesson = load(lesson_id)
+    answers = {
+        repr(sorted(diagnosis.generate(lesson, f"student{n}@example.edu").truth.items()))
+        for n in range(10)
+    }
+    assert len(answers) >= 9

@@ -92,6 +92,9 @@ def test_run_autograder_gives_the_starter_zero(tmp_path: Path, gradescope_zip: P
     )
     assert data["score"] == 0
     assert data["tests"]
+    diagnosis_ids = [each.id for each in all_lessons() if each.track == "diagnosis"]
+    output = str(data["output"])
+    assert all(f"your instance of {i}" in output for i in diagnosis_ids)
 
 
 def test_prairielearn_entrypoint_grades_slash_grade(tmp_path: Path, lesson: Lesson) -> None:

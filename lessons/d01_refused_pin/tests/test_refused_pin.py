@@ -1,4 +1,4 @@
-"""d01: process 1 maps a few regions and forks; protect_tables leaves one table of the
+"""d01: a process maps a few regions and forks; protect_tables leaves one table of the
 child's new tree writable, and Xen refuses the pin that validates the tree."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def regions(rng: random.Random) -> Plan:
         "pages": [rng.randint(1, 4) for _ in vas],
         "touch": [rng.random() for _ in vas],
         "data": [rng.randbytes(8).hex() for _ in vas],
+        "others": [rng.randrange(1, 256) << 39 for _ in range(rng.randint(0, 2))],
         "level": rng.choice([2, 3]),
         "pick": rng.random(),
     }
@@ -33,8 +34,13 @@ def regions(rng: random.Random) -> Plan:
 
 @incident(plan=regions)
 def refused_pin(s: Scene, plan: Plan) -> None:
-    """Process 1 maps its regions, writes to them, and forks: fork() never returns."""
+    """A process maps its regions, writes to them, and forks: fork() never returns."""
     k = s.boot()
+    for n, va in enumerate(plan["others"], 1):
+        other = k.spawn()
+        other.mmap(va, PAGE, "rw")
+        other.write(va, bytes([n]))
+        s.say(f"process {other.pid} mapped and wrote a page at {va:#x}")
     p = k.spawn()
     k.switch_to(p)
     for va, n, data, touch in zip(
@@ -44,7 +50,7 @@ def refused_pin(s: Scene, plan: Plan) -> None:
         written = [i for i in range(n) if i == 0 or touch * (i + 1) % 1 > 0.4]
         for i in written:
             p.write(va + i * PAGE, bytes.fromhex(data))
-        s.say(f"process 1 mapped {n} page(s) at {va:#x} and wrote {data} in {len(written)}")
+        s.say(f"process {p.pid} mapped {n} page(s) at {va:#x}, wrote {data} in {len(written)}")
     left: list[tuple[int, int]] = []
 
     def protect_tables(km: KernelMemory, tables: Tables) -> None:
@@ -61,7 +67,7 @@ def refused_pin(s: Scene, plan: Plan) -> None:
             if level == 1:
                 recipe.pin_table(km, pfn, 1)
 
-    s.say("process 1 calls fork()")
+    s.say(f"process {p.pid} calls fork()")
     with s.broken("minikern.build:protect_tables", protect_tables):
         s.attempt(lambda: k.fork(p))
     s.say("fork() did not return: the kernel panicked (its message is withheld)")
@@ -69,7 +75,7 @@ def refused_pin(s: Scene, plan: Plan) -> None:
     s.hide_batch_of(refused)
     level, mfn = left[0]
     s.tell(
-        "Process 1 maps a few regions, writes to them and forks. The kernel builds the "
+        f"Process {p.pid} maps a few regions, writes to them and forks. The kernel builds the "
         "child's tree, makes its tables read-only and pins it in one batch -- and panics: "
         "Xen refused something in that batch. Its verdicts are hidden below (`?`)."
     )

@@ -11,15 +11,20 @@ from lessons.lab.diagnosis import Scene, ask, guest_break, incident
 from lessons.lab.testing import Plan
 
 PAGE = 4096
+STACK = 0xBFFFF000
+"""The top of a PAE process's stack region (below the 3 GiB the kernel keeps)."""
 
 
 def processes(rng: random.Random) -> Plan:
-    """How many processes, where each maps (below 3 GiB), which one exits."""
+    """How many processes, where each maps (below 3 GiB), which one (not the first) exits."""
     n = rng.randint(2, 4)
+    pages = [rng.randint(1, 6) for _ in range(n)]
     return {
         "vas": [rng.randrange(0x100, 0xBFF00) * PAGE for _ in range(n)],
-        "pages": [rng.randint(1, 4) for _ in range(n)],
-        "victim": rng.randrange(n),
+        "pages": pages,
+        "written": [rng.randint(1, k) for k in pages],
+        "stack": [rng.randint(0, 3) for _ in range(n)],
+        "victim": rng.randrange(1, n),
     }
 
 
@@ -39,15 +44,21 @@ def pae_pin_l4(s: Scene, plan: Plan) -> None:
     procs = []
     pin_tree_pae = guest_break("12_pae_guest", "pin_l4", "pin_tree_pae")
     with s.broken("minikern.build:pin_tree_pae", pin_tree_pae):
-        for va, n in zip(plan["vas"], plan["pages"], strict=True):
+        for va, n, w, stack in zip(
+            plan["vas"], plan["pages"], plan["written"], plan["stack"], strict=True
+        ):
             mark = len(s.records)
             p = k.spawn()
             pins[p.pid] = next(r for r in s.records[mark:] if pins_l4(r))
             procs.append(p)
             p.mmap(va, n * PAGE, "rw")
-            for i in range(n):
+            for i in range(w):
                 p.write(va + i * PAGE, bytes([p.pid]) * 8)
-            s.say(f"process {p.pid} mapped {n} page(s) at {va:#x} and wrote to each")
+            s.say(f"process {p.pid} mapped {n} page(s) at {va:#x} and wrote to {w}")
+            if stack:
+                p.mmap(STACK - stack * PAGE, stack * PAGE, "rw")
+                p.write(STACK - stack * PAGE, bytes(stack * PAGE))
+                s.say(f"process {p.pid} mapped and zeroed {stack} stack page(s) below {STACK:#x}")
     victim = procs[plan["victim"]]
     s.say(f"process {victim.pid} exits")
     s.attempt(lambda: k.exit(victim))
