@@ -67,25 +67,48 @@ def _bad_return(kind: str, value: object) -> bool:
     return kind == "bool" and type(value) is not bool
 
 
+def _refusal_type(name: str) -> type[BaseException] | None:
+    """What a lesson function may raise as its normal answer: Xen's ``GuestError`` for
+    the hypervisor's functions (a refusal), nothing for the kernel's."""
+    if not name.startswith("hypervisor."):
+        return None
+    from hypervisor.errors import GuestError
+
+    return GuestError
+
+
 def wrap(name: str, fn: Callable[..., Any], raised: dict[str, str]) -> Callable[..., Any]:
-    """``fn`` as the kernel will call it: an exception escaping it, or a return value of
-    the wrong type, is remembered under ``name`` (and raised on)."""
+    """``fn`` as the kernel (or Xen) will call it: an exception escaping it (other than a
+    hypervisor function's ``GuestError``, its refusal), or a return value of the wrong
+    type, is remembered under ``name`` (and raised on)."""
     kind = _returns(name)
+    refusal = _refusal_type(name)
 
     def student(*args: Any, **kwargs: Any) -> Any:
         try:
             value = fn(*args, **kwargs)
         except BaseException as exc:
+            if refusal is not None and isinstance(exc, refusal):
+                raise
             raised.setdefault(name, f"{type(exc).__name__}: {exc}"[:2000])
+            _blame(name)
             raise
         if _bad_return(kind, value):
             want = {"none": "None", "int": "an int", "bool": "a bool"}[kind]
             msg = f"returned {type(value).__name__} {value!r:.80}, but it must return {want}"
             raised.setdefault(name, msg)
+            _blame(name)
             raise TypeError(f"{name} {msg}")
         return value
 
     return student
+
+
+def _blame(name: str) -> None:
+    """Tell a battery's host which lesson function its operation crashed in."""
+    testing = sys.modules.get("lessons.lab.testing")
+    if testing is not None:
+        testing.BLAME.append(seam.bare_name(name))
 
 
 def load_submission(
@@ -119,11 +142,40 @@ def load_workload(tree: str, rel: str, attr: str) -> Any:
     return getattr(module, attr)
 
 
+def run_battery(chan: Channel, b: Any, item: dict[str, Any], raised: dict[str, str]) -> None:
+    """One battery (hypervisor track): run it on a fresh host with the student's functions
+    installed, send every operation's outcome (the grader compares them with its own)."""
+    from lessons.lab.testing import run_battery as run
+
+    chan.send({"kind": "lab.battery", "key": item["key"]})
+    ops: list[dict[str, Any]] = []
+    try:
+        host, error = run(b, item["plan"])
+        ops = host.ops
+    except BaseException as exc:  # the machine could not even be built
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+    for op in ops:
+        chan.send({"kind": "lab.op", "op": op})
+    chan.send(
+        {
+            "kind": "lab.end",
+            "key": item["key"],
+            "completed": not error,
+            "error": error,
+            "raised": dict(raised),
+            "processes": {},
+        }
+    )
+
+
 def run_workload(chan: Channel, tree: str, item: dict[str, Any], raised: dict[str, str]) -> None:
     """One workload: run it on a fresh machine, send what replay needs."""
-    from lessons.lab.testing import Guest
+    from lessons.lab.testing import Battery, Guest
 
     w = load_workload(tree, item["file"], item["attr"])
+    if isinstance(w, Battery):
+        run_battery(chan, w, item, raised)
+        return
     guest = Guest(w)
     chan.send({"kind": "lab.workload", "key": item["key"]})
     error = ""

@@ -20,6 +20,7 @@ from lessons.lab import report, workspace
 from lessons.lab.grader import Options, grade_lesson
 from lessons.lab.lessons import Lesson, all_lessons, load
 from lessons.lab.results import GradeResult, LessonResult
+from lessons.lab.testing import Comparison
 
 __all__ = ["main", "parser"]
 
@@ -252,6 +253,10 @@ def _draw(lesson: Lesson, folder: Path, seed: int) -> int:
     result = grade_lesson_keep(lesson, folder, Options(seed=seed), kept)
     console = Console(highlight=False)
     for run, machine in kept:
+        if isinstance(machine, Comparison):
+            console.rule(f"{lesson.id}: battery {run.attr}")
+            console.print(report.battery_table(machine))
+            continue
         console.rule(f"{lesson.id}: workload {run.attr}")
         console.print(
             render.hypercall_log([c for c in machine.calls if c.depth == 0], xen=machine.xen)

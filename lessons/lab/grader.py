@@ -31,7 +31,19 @@ from lessons.lab.results import (
     TestResult,
 )
 from lessons.lab.sandbox import ChildRun, run_child
-from lessons.lab.testing import Fail, Guest, Machine, Plan, ProcessView, Workload, plan_rng
+from lessons.lab.testing import (
+    Battery,
+    Comparison,
+    Fail,
+    Guest,
+    Machine,
+    Plan,
+    ProcessView,
+    Workload,
+    compare,
+    plan_rng,
+    run_battery,
+)
 
 __all__ = ["Options", "grade_lesson", "select"]
 
@@ -123,7 +135,7 @@ class Run:
     key: str
     file: str
     attr: str
-    workload: Workload
+    workload: Workload | Battery
     plan: Plan
     tests: list[TestCase]
 
@@ -179,14 +191,14 @@ def parse_channel(data: bytes) -> tuple[str, str, dict[str, Sent]]:
             mode = str(obj.get("mode", ""))
         elif kind == "lab.submission":
             error = str(obj.get("error", ""))[:4000] or "the submission could not be used"
-        elif kind == "lab.workload":
+        elif kind in ("lab.workload", "lab.battery"):
             current = sent.setdefault(str(obj.get("key")), Sent())
         elif kind == "lab.end":
             if current is None or current.end is not None:
                 raise Tampered("the record channel's workloads are out of order")
             current.end = obj
             current = None
-        elif kind in TRACE_KINDS:
+        elif kind in TRACE_KINDS or kind == "lab.op":
             if current is None:
                 raise Tampered("a trace record outside any workload")
             current.lines.append(line)
@@ -208,6 +220,7 @@ def _parsed(run: Run, lines: list[str], xen: Any) -> Any:
         raise Tampered(f"the trace does not parse: {exc}") from exc
     h = trace.header
     w = run.workload
+    assert isinstance(w, Workload)
     config = dict(xen.trace.config)
     if h is None or h.total_frames != w.frames or dict(h.config) != config or len(h.domains) != 1:
         raise Tampered("the trace's header is not the workload's machine")
@@ -222,6 +235,7 @@ def replay_run(run: Run, sent: Sent) -> Machine:
     the workload's own declaration; Tampered if anything diverges."""
     from hypervisor import Hypervisor, replay
 
+    assert isinstance(run.workload, Workload)
     xen = Hypervisor(total_frames=run.workload.frames)
     trace = _parsed(run, sent.lines, xen)
     xen.create_domain(nr_pages=run.workload.nr_pages, guest_width=run.workload.guest_width)
@@ -265,6 +279,7 @@ def _call_text(c: Any) -> str:
 
 def first_divergence(run: Run, m: Machine) -> str:
     """Where the student's hypercalls first differ from the reference's (same plan)."""
+    assert isinstance(run.workload, Workload)
     guest = Guest(run.workload)
     seam.reset()
     with contextlib.suppress(Exception):  # the reference run is only a guide
@@ -302,6 +317,8 @@ def _evaluate(
     if sent is None or sent.end is None:
         msg = "the child stopped before this workload finished (it exited or crashed)"
         return [_result(lesson, t, False, msg, "", opts) for t in run.tests]
+    if isinstance(run.workload, Battery):
+        return _evaluate_battery(lesson, run, sent, opts)
     t0 = time.monotonic()
     try:
         m = replay_run(run, sent)
@@ -340,6 +357,101 @@ def _evaluate(
             if pointer:
                 lines.append(pointer)
         spent = time.monotonic() - start + (t0 - t0)
+        out.append(_result(lesson, t, passed, "\n".join(lines), rule, opts, spent))
+    return out
+
+
+# -- batteries (hypervisor track) -----------------------------------------------------------
+
+OP_STATUSES = {"ok", "refused", "fault", "crashed"}
+_SCALAR = (int, str, type(None))
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, _SCALAR) and type(value) is not bool
+
+
+def parse_ops(lines: list[str], xen_ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The child's operations, each checked to be well-formed and to be the battery's own
+    operation at its index (the battery is open-loop: the calls cannot differ);
+    :class:`Tampered` otherwise."""
+    if len(lines) > len(xen_ops):
+        raise Tampered(
+            f"the child reported {len(lines)} operations, the battery has {len(xen_ops)}"
+        )
+    out = []
+    for i, line in enumerate(lines):
+        op = json.loads(line).get("op")
+        if not isinstance(op, dict) or op.get("i") != i or op.get("call") != xen_ops[i]["call"]:
+            raise Tampered(f"operation {i} the child reported is not the battery's operation {i}")
+        res, digest = op.get("out"), op.get("digest")
+        if not isinstance(res, dict) or res.get("status") not in OP_STATUSES:
+            raise Tampered(f"operation {i}: a malformed outcome")
+        if not all(isinstance(k, str) and _scalar(v) for k, v in res.items()):
+            raise Tampered(f"operation {i}: a malformed outcome")
+        if not isinstance(digest, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(map(_scalar_or_bool, v))
+            for k, v in digest.items()
+        ):
+            raise Tampered(f"operation {i}: a malformed frame digest")
+        out.append({"i": i, "call": op["call"], "out": res, "digest": digest})
+    return out
+
+
+def _scalar_or_bool(value: Any) -> bool:
+    return isinstance(value, _SCALAR) or type(value) is bool
+
+
+def trusted_run(run: Run) -> Any:
+    """The battery run by the grader on its own hypervisor with every lesson function the
+    reference; a battery that fails there is the lesson's bug (a grader error)."""
+    assert isinstance(run.workload, Battery)
+    seam.reset()
+    host, error = run_battery(run.workload, run.plan)
+    if error:
+        raise RuntimeError(f"battery {run.attr} fails on the reference: {error}")
+    crashed = [op for op in host.ops if op["out"]["status"] == "crashed"]
+    if crashed:
+        raise RuntimeError(f"battery {run.attr} crashes the reference: {crashed[0]}")
+    return host
+
+
+def _who(lesson: Lesson) -> str:
+    if len(lesson.functions) == 1:
+        return f"your {seam.bare_name(lesson.functions[0])}"
+    return "your code"
+
+
+def _evaluate_battery(lesson: Lesson, run: Run, sent: Sent, opts: Options) -> list[TestResult]:
+    host = trusted_run(run)
+    try:
+        yours = parse_ops(sent.lines, host.ops)
+    except (Tampered, ValueError, AttributeError) as exc:
+        msg = f"{exc} (tampering, or a bug: scored zero)"
+        return [_result(lesson, t, False, msg, "lab.tampered", opts) for t in run.tests]
+    c = Comparison(host, run.plan, compare(host.ops, yours), _who(lesson))
+    c.yours = yours
+    end = sent.end or {}
+    if end.get("completed") is not True:
+        c.stopped = str(end.get("error", "") or "it stopped")[:2000]
+    if KEEP is not None:
+        KEEP.append((run, c))
+    out = []
+    for t in run.tests:
+        start = time.monotonic()
+        passed, rule, lines = True, "", []
+        try:
+            t.check.fn(c, run.plan)
+        except Fail as exc:
+            passed, rule = False, exc.rule
+            lines.append(exc.message)
+        if not passed:
+            if c.stopped:
+                lines.append(f"the battery stopped in your run: {c.stopped}")
+            pointer = _hint_pointer(lesson, rule)
+            if pointer:
+                lines.append(pointer)
+        spent = time.monotonic() - start
         out.append(_result(lesson, t, passed, "\n".join(lines), rule, opts, spent))
     return out
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from lessons.lab.testing import Check, Workload
+from lessons.lab.testing import Battery, Check, Workload
 
 __all__ = ["LESSONS_DIR", "Lesson", "LessonError", "TestCase", "all_lessons", "load", "load_file"]
 
@@ -48,7 +48,7 @@ class TestCase:
         return self.check.name
 
     @property
-    def workload(self) -> Workload:
+    def workload(self) -> Workload | Battery:
         return self.check.workload
 
 
@@ -198,6 +198,6 @@ def checks_in(module: ModuleType) -> list[Check]:
     return [v for v in vars(module).values() if isinstance(v, Check)]
 
 
-def workloads_in(module: ModuleType) -> dict[str, Workload]:
-    """Workload attribute name -> workload."""
-    return {k: v for k, v in vars(module).items() if isinstance(v, Workload)}
+def workloads_in(module: ModuleType) -> dict[str, Workload | Battery]:
+    """Workload (or battery) attribute name -> workload."""
+    return {k: v for k, v in vars(module).items() if isinstance(v, Workload | Battery)}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lessons.lab.results import GradeResult, LessonResult, TestResult
+from lessons.lab.testing import Comparison
 
 __all__ = [
     "console_lines",
@@ -44,6 +45,41 @@ def verdict_lines(t: TestResult, colour: bool = False) -> list[str]:
         if t.reproduce:
             lines.append(f"    reproduce: {t.reproduce}")
     return lines
+
+
+SHOW_ALL_OPS = 12
+"""A battery with more operations shows only the diverging ones."""
+
+
+def battery_table(c: Comparison) -> Any:
+    """A battery's operations side by side (a rich Table): what the student's version
+    did, what Xen does; the diverging rows in red."""
+    from rich.table import Table
+
+    from lessons.lab.testing import describe
+
+    diverged = {d.index: d for d in c.divergences}
+    shown = c.ops if len(c.ops) <= SHOW_ALL_OPS else [op for op in c.ops if op["i"] in diverged]
+    title = f"{len(diverged)} of {len(c.ops)} operations diverge"
+    if len(shown) < len(c.ops):
+        title += f" (the {len(c.ops) - len(shown)} that agree are not shown)"
+    table = Table(show_lines=False, title=title)
+    for col in ("op", "case", "call", "yours", "Xen"):
+        table.add_column(col, overflow="fold")
+    for op in shown:
+        i = int(op["i"])
+        mine = c.yours[i]["out"] if i < len(c.yours) else None
+        kind = str(op.get("kind", "call"))
+        style = "red" if i in diverged else ""
+        table.add_row(
+            str(i),
+            ",".join(op["labels"]),
+            op["call"],
+            describe(mine, kind, True),
+            describe(op["out"], kind, False),
+            style=style,
+        )
+    return table
 
 
 def lesson_lines(lesson: LessonResult, colour: bool = False) -> list[str]:

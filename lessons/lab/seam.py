@@ -2,7 +2,8 @@
 
 A lesson function is named ``module:function`` (``minikern.steps:pin_table``) and is a
 module-level function whose body in the package is the reference. This module is the
-one place the grader touches the kernel's swappable seam (``minikern.steps``):
+one place the grader touches the swappable seams: ``minikern.steps`` for the kernel's
+functions, ``hypervisor.steps`` for names starting ``hypervisor.`` (the hypervisor track):
 
 - :func:`reference` -- the reference function object (for its source and signature);
 - :func:`install` -- make the kernel call another implementation under that name;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -37,13 +39,19 @@ def bare_name(name: str) -> str:
     return split(name)[1]
 
 
-def _steps() -> Any:
+def _steps(name: str = "minikern.") -> Any:
+    """The seam module ``name`` belongs to (None: the hypervisor has no seam module)."""
+    if name.startswith("hypervisor."):
+        try:
+            return importlib.import_module("hypervisor.steps")
+        except ImportError:
+            return None
     return importlib.import_module("minikern.steps")
 
 
 def _record(name: str) -> Any:
     """The seam's registry record for ``name``, if the seam keeps one."""
-    registry = getattr(_steps(), "REGISTRY", None)
+    registry = getattr(_steps(name), "REGISTRY", None)
     return registry.get(name) if isinstance(registry, dict) else None
 
 
@@ -70,7 +78,7 @@ def signature(name: str) -> inspect.Signature:
 
 def _legacy_key(name: str) -> str | None:
     """The registry key of ``name`` in a seam that keys steps by short names."""
-    table = getattr(_steps(), "REFERENCE", None)
+    table = getattr(_steps(name), "REFERENCE", None)
     if not isinstance(table, dict):
         return None
     module, function = split(name)
@@ -82,10 +90,13 @@ def _legacy_key(name: str) -> str | None:
 
 def install(name: str, fn: Fn) -> None:
     """From now on the kernel runs ``fn`` wherever it calls lesson function ``name``."""
-    steps = _steps()
+    steps = _steps(name)
     if _record(name) is not None and hasattr(steps, "install"):
         steps.install(name, fn)
         _installed.append((name, lambda: None))
+        return
+    if name.startswith("hypervisor."):
+        _rebind_everywhere(name, fn)
         return
     key = _legacy_key(name)
     if key is not None:
@@ -101,10 +112,32 @@ def install(name: str, fn: Fn) -> None:
     _installed.append((name, lambda: setattr(module, function, old_attr)))
 
 
+def _rebind_everywhere(name: str, fn: Fn) -> None:
+    """Without a hypervisor seam: rebind ``name`` in its module and in every loaded
+    ``hypervisor`` module that imported the same function object."""
+    module_name, function = split(name)
+    old = getattr(importlib.import_module(module_name), function)
+    bound = [
+        m
+        for key, m in list(sys.modules.items())
+        if (key == "hypervisor" or key.startswith("hypervisor."))
+        and getattr(m, function, None) is old
+    ]
+    for m in bound:
+        setattr(m, function, fn)
+
+    def undo() -> None:
+        for m in bound:
+            setattr(m, function, old)
+
+    _installed.append((name, undo))
+
+
 def reset() -> None:
     """Every lesson function installed through :func:`install` back to the reference."""
-    steps = _steps()
-    if hasattr(steps, "reset"):
-        steps.reset()
+    for prefix in ("minikern.", "hypervisor."):
+        steps = _steps(prefix)
+        if hasattr(steps, "reset"):
+            steps.reset()
     while _installed:
         _installed.pop()[1]()

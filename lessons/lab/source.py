@@ -30,7 +30,14 @@ from pathlib import Path
 from lessons.lab import seam
 from lessons.lab.lessons import Lesson
 
-__all__ = ["child_tree", "solution_source", "starter_source", "strip_source"]
+__all__ = [
+    "child_tree",
+    "noop_source",
+    "private_helpers",
+    "solution_source",
+    "starter_source",
+    "strip_source",
+]
 
 NOT_DONE = "NotImplementedError"
 CHILD_RUNTIME = ("__init__.py", "seam.py", "testing.py", "child.py", "jail.py")
@@ -71,15 +78,48 @@ def _raise_body(node: ast.FunctionDef, message: str) -> list[ast.stmt]:
     return body
 
 
+def _refs(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def private_helpers(tree: ast.Module, functions: list[str]) -> list[str]:
+    """The module's private functions (``_name``) that only ``functions`` use, directly
+    or through each other: the rest of the reference (e.g. ``get_page_from_l1e``'s
+    ``_get_page_from_l1e_checked``). Stripped with the lesson functions; a solution
+    carries them as its own ``def``\\ s."""
+    defs = _defs(tree)
+    allowed = {name for name in defs if name.startswith("_")} - set(functions)
+    while True:
+        closure: set[str] = set()
+        frontier = [f for f in functions if f in defs]
+        while frontier:
+            for name in _refs(defs[frontier.pop()]) & allowed - closure:
+                closure.add(name)
+                frontier.append(name)
+        inside = set(functions) | closure
+        shared = {  # used by anything else too: not the lesson's own
+            name
+            for node in tree.body
+            if not (isinstance(node, ast.FunctionDef) and node.name in inside)
+            for name in _refs(node) & closure
+        }
+        if not shared:
+            return sorted(closure)
+        allowed -= shared
+
+
 def strip_source(source: str, functions: list[str], module: str) -> str:
     """``source`` with each module-level function in ``functions`` reduced to its
-    signature, docstring and ``raise NotImplementedError``."""
+    signature, docstring and ``raise NotImplementedError`` -- and so is every private
+    helper only they use (:func:`private_helpers`)."""
     tree = ast.parse(source)
     defs = _defs(tree)
     for function in functions:
         node = defs.get(function)
         if node is None:
             raise LookupError(f"{module}:{function} is not a module-level function")
+    for function in [*functions, *private_helpers(tree, functions)]:
+        node = defs[function]
         node.body = _raise_body(node, f"{module}:{function} is yours to write")
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
@@ -154,28 +194,58 @@ def _absolute(stmt: ast.stmt, module: str) -> str:
     return ast.unparse(stmt)
 
 
-def _submission(lesson: Lesson, body: bool) -> str:
+def _node_imports(
+    node: ast.FunctionDef, parts: list[ast.AST], module: str, tree: ast.Module, own: set[str]
+) -> list[str]:
+    params = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+    local = {
+        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    skip = own | params | local | set(dir(builtins))
+    return _imports_for(_names_in(parts), module, tree, skip)
+
+
+def _zero_return(node: ast.FunctionDef) -> ast.stmt:
+    """``return 0`` / ``return False`` / ``return None``: a do-nothing answer of the
+    reference's return type."""
+    ann = ast.unparse(node.returns) if node.returns is not None else ""
+    value: int | bool | None = None
+    if ann.split(".")[-1] in ("int", "Mfn", "Pfn", "VAddr", "MAddr"):
+        value = 0
+    elif ann == "bool":
+        value = False
+    return ast.Return(ast.Constant(value))
+
+
+def _submission(lesson: Lesson, mode: str) -> str:
+    """``mode``: ``starter`` (bodies raise), ``noop`` (bodies return at once) or
+    ``solution`` (the reference's bodies, with the private helpers only they use)."""
+    body = mode == "solution"
     imports: list[str] = []
     defs: list[str] = []
     own = {seam.bare_name(n) for n in lesson.functions}
+    by_module = _by_module(lesson.functions)
+    helpers: dict[str, list[str]] = {}
     for name in lesson.functions:
         module, function = seam.split(name)
         tree = ast.parse(module_path(module).read_text(encoding="utf-8"))
-        node = _defs(tree)[function]
-        node.decorator_list = []
-        parts: list[ast.AST] = [node] if body else _signature_parts(node)
-        params = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
-        local = {
-            n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-        }
-        skip = own | params | local | set(dir(builtins))
-        for line in _imports_for(_names_in(parts), module, tree, skip):
-            if line not in imports:
-                imports.append(line)
-        if not body:
-            node.body = _raise_body(node, "write me")
-        defs.append(ast.unparse(ast.fix_missing_locations(node)))
-    kind = "Your answers" if not body else "The reference answers"
+        nodes = [_defs(tree)[function]]
+        if body and module not in helpers:
+            helpers[module] = private_helpers(tree, by_module[module])
+            nodes += [_defs(tree)[h] for h in helpers[module]]
+        for node in nodes:
+            node.decorator_list = []
+            parts: list[ast.AST] = [node] if body else _signature_parts(node)
+            skip = own | set(helpers.get(module, ()))
+            for line in _node_imports(node, parts, module, tree, skip):
+                if line not in imports:
+                    imports.append(line)
+            if mode == "starter":
+                node.body = _raise_body(node, "write me")
+            elif mode == "noop":
+                node.body = [*_raise_body(node, "")[:-1], _zero_return(node)]
+            defs.append(ast.unparse(ast.fix_missing_locations(node)))
+    kind = "The reference answers" if body else "Your answers"
     head = f'"""{lesson.id}: {lesson.title}. {kind} (see `minikern lab check {lesson.id}`)."""'
     return "\n\n".join([head, "\n".join(["from __future__ import annotations", *imports]), *defs])
 
@@ -183,12 +253,18 @@ def _submission(lesson: Lesson, body: bool) -> str:
 def starter_source(lesson: Lesson) -> str:
     """The starter file ``<id>.py``: every lesson function with its signature and
     docstring, raising ``NotImplementedError``."""
-    return _submission(lesson, body=False) + "\n"
+    return _submission(lesson, "starter") + "\n"
+
+
+def noop_source(lesson: Lesson) -> str:
+    """A submission whose lesson functions do nothing and return at once (``return 0``
+    where the reference returns an int, ``False`` for a bool, else ``None``)."""
+    return _submission(lesson, "noop") + "\n"
 
 
 def solution_source(lesson: Lesson) -> str:
     """The reference as a submission file (self-contained source, real ``def``\\ s)."""
-    return _submission(lesson, body=True) + "\n"
+    return _submission(lesson, "solution") + "\n"
 
 
 # -- the child's package tree ---------------------------------------------------------------
