@@ -329,3 +329,118 @@ def test_hostile_answer_file_scores_zero_with_a_message(tmp_path: Path, case: st
     assert all(not t.passed for t in r.tests)
     assert r.message
     assert not Path("/tmp/pwned-minikern").exists()
+
+
+# -- the hypervisor track: the student's code runs inside Xen --------------------------------
+
+H01 = "h01_l1_entry_rules"
+H_SIGNATURE = "def get_page_from_l1e(xen, e, l1_owner, pg_owner):"
+H_NOOP = f"\n{H_SIGNATURE}\n    return 0\n"
+
+H_HOSTILE = {
+    "refuses-everything": f"""
+from hypervisor import rules
+from hypervisor.errors import GuestError
+
+{H_SIGNATURE}
+    raise GuestError(rules.L1_WRITABLE_PAGETABLE, "no")
+""",
+    "calls-the-stripped-helper": f"""
+from hypervisor.abi import pte_mfn
+from hypervisor.mm import l1
+
+{H_SIGNATURE}
+    mfn = pte_mfn(e)
+    return l1._get_page_from_l1e_checked(xen, e, mfn, xen.frames.get(mfn), l1_owner, pg_owner)
+""",
+    "reads-the-reference-from-disk": f"""
+import ast, glob
+NS = {{}}
+PATHS = glob.glob({CHECKOUT!r} + "/hypervisor/mm/l1.py")
+PATHS += glob.glob("/work/*/*/hypervisor/mm/l1.py")
+for path in PATHS:
+    try:
+        tree = ast.parse(open(path).read())
+    except OSError:
+        continue
+    keep = [n for n in tree.body if not isinstance(n, ast.ImportFrom) or n.level == 0]
+    try:
+        exec(compile(ast.Module(keep, []), "l1", "exec"), NS)
+    except Exception:
+        pass
+    if "L1_WRITABLE_PAGETABLE" in open(path).read():
+        break
+
+{H_SIGNATURE}
+    return NS["get_page_from_l1e"](xen, e, l1_owner, pg_owner)
+""",
+    "fakes-every-outcome-as-allowed": """
+from lessons.lab import testing
+
+def fake(self, i, call, touch, action, kind="call"):
+    try:
+        action()
+    except BaseException:
+        pass
+    self.ops.append({"i": len(self.ops), "call": (f"d{i} " if i >= 0 else "") + call,
+                     "kind": kind, "labels": [], "out": {"status": "ok"}, "digest": {}})
+
+testing.Host._op = fake
+"""
+    + H_NOOP,
+    "rewrites-the-report-as-refusals": """
+from lessons.lab import child
+send = child.Channel.send
+
+def forged(self, obj):
+    if obj.get("kind") == "lab.op":
+        obj["op"]["out"] = {"status": "refused", "errno": "EBUSY",
+                            "rule": "l1.writable-pagetable", "done": 0}
+    send(self, obj)
+
+child.Channel.send = forged
+"""
+    + H_NOOP,
+    "reports-no-operations": """
+from lessons.lab import testing
+real = testing.run_battery
+
+def nothing(b, plan):
+    host, error = real(b, plan)
+    host.ops.clear()
+    return host, ""
+
+testing.run_battery = nothing
+"""
+    + H_NOOP,
+    "monkeypatches-the-hypervisor": """
+import hypervisor.mm.entries as entries
+
+def anything_goes(xen, l1mfn, words, slot, nl1e, pt_dom, pg_dom, preserve_ad=False, fastpath=True):
+    words[slot] = nl1e
+
+entries.mod_l1_entry = anything_goes
+import hypervisor.hypercalls.mmu_update as mu
+mu.mod_l1_entry = anything_goes
+"""
+    + H_NOOP,
+    "infinite-loop": f"\n{H_SIGNATURE}\n    while True:\n        pass\n",
+}
+
+
+@pytest.fixture(scope="module")
+def h_quick() -> Lesson:
+    """h01 with a 2-second timeout, so the hanging case ends fast."""
+    from lessons.lab.lessons import load
+
+    return attrs.evolve(load(H01), timeout_s=2)
+
+
+@pytest.mark.parametrize("case", sorted(H_HOSTILE))
+def test_hostile_hypervisor_submission_scores_zero(
+    tmp_path: Path, h_quick: Lesson, case: str
+) -> None:
+    folder = write(tmp_path / "sub", h_quick, HEAD + H_HOSTILE[case])
+    r = grade_lesson(h_quick, folder, Options())
+    assert r.status != "grader-error", r.message
+    assert r.score == 0, [t.name for t in r.tests if t.passed]
