@@ -15,6 +15,7 @@ import inspect
 import json
 import time
 import traceback
+import types
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from lessons.lab.testing import (
     Comparison,
     Fail,
     Guest,
+    Host,
     Machine,
     Plan,
     ProcessView,
@@ -281,7 +283,7 @@ def first_divergence(run: Run, m: Machine) -> str:
     """Where the student's hypercalls first differ from the reference's (same plan)."""
     assert isinstance(run.workload, Workload)
     guest = Guest(run.workload)
-    seam.reset()
+    reference_seam()
     with contextlib.suppress(Exception):  # the reference run is only a guide
         run.workload.run(guest, run.plan)
     if guest.xen is None:
@@ -402,11 +404,42 @@ def _scalar_or_bool(value: Any) -> bool:
     return isinstance(value, _SCALAR) or type(value) is bool
 
 
-def trusted_run(run: Run) -> Any:
+EXPECTED = "expected.json"
+"""In a handout, ``lessons/<id>/tests/expected.json``: Xen's outcomes of each public battery
+at seed 0 (the handout has no trusted Xen for the lesson's own functions)."""
+
+
+class NoTrustedXen(Exception):  # noqa: N818
+    """This copy of the course cannot judge a battery (a handout, another seed)."""
+
+
+def expected_ops(lesson: Lesson, run: Run) -> list[dict[str, Any]]:
+    """Xen's outcomes of ``run`` as the handout shipped them."""
+    try:
+        data = json.loads((lesson.path / "tests" / EXPECTED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    ops = data.get(run.key) if isinstance(data, dict) else None
+    if not isinstance(ops, list):
+        names = ", ".join(lesson.functions)
+        raise NoTrustedXen(
+            f"this copy of the course has no trusted Xen for {names} (yours to write): it "
+            f"ships Xen's outcomes of the public tests at seed 0 only; the course's grader "
+            f"runs the rest"
+        )
+    return ops
+
+
+def trusted_run(lesson: Lesson, run: Run) -> Any:
     """The battery run by the grader on its own hypervisor with every lesson function the
-    reference; a battery that fails there is the lesson's bug (a grader error)."""
+    reference; a battery that fails there is the lesson's bug (a grader error). In a
+    handout (the lesson's own functions stripped), Xen's outcomes shipped with it."""
     assert isinstance(run.workload, Battery)
-    seam.reset()
+    if any(stripped(f) for f in lesson.functions):
+        host = Host(run.workload)
+        host.ops = expected_ops(lesson, run)
+        return host
+    reference_seam()
     host, error = run_battery(run.workload, run.plan)
     if error:
         raise RuntimeError(f"battery {run.attr} fails on the reference: {error}")
@@ -423,7 +456,10 @@ def _who(lesson: Lesson) -> str:
 
 
 def _evaluate_battery(lesson: Lesson, run: Run, sent: Sent, opts: Options) -> list[TestResult]:
-    host = trusted_run(run)
+    try:
+        host = trusted_run(lesson, run)
+    except NoTrustedXen as exc:
+        return [_result(lesson, t, False, str(exc), "", opts) for t in run.tests]
     try:
         yours = parse_ops(sent.lines, host.ops)
     except (Tampered, ValueError, AttributeError) as exc:
@@ -506,7 +542,51 @@ def _stand_ins(lesson: Lesson, folder: Path) -> list[tuple[Lesson, str]]:
     return out
 
 
+STAND_INS: list[tuple[str, Any]] = []
+"""In a handout: the student's own versions of Xen's stripped functions, installed in the
+grader's hypervisor for its replays (a handout's grader is the student's own tool; the
+course's grader is never stripped and never runs student code)."""
+
+
+def reference_seam() -> None:
+    """Every lesson function back to the package's own (in a handout: and the student's
+    own Xen functions, where the package has none)."""
+    seam.reset()
+    for name, fn in STAND_INS:
+        seam.install(name, fn)
+
+
+def _handout_xen(lesson: Lesson, folder: Path) -> None:
+    """In a handout, install the student's answers to the hypervisor track's stripped
+    functions (other lessons than ``lesson``) in this process's hypervisor."""
+    STAND_INS.clear()
+    for other in all_lessons(lesson.path.parent):
+        names = [f for f in other.functions if f.startswith("hypervisor.") and stripped(f)]
+        if not names or other.id == lesson.id:
+            continue
+        try:
+            text = submission.check_file(other, folder)
+            module = types.ModuleType(f"lab_handout_{other.id}")
+            exec(compile(text, f"{other.id}.py", "exec"), module.__dict__)
+        except Exception:  # not answered yet, or not usable: the replays will say so
+            continue
+        for name in names:
+            fn = getattr(module, seam.bare_name(name), None)
+            if callable(fn):
+                STAND_INS.append((name, fn))
+    reference_seam()
+
+
 def _grade(lesson: Lesson, folder: Path, tests: list[TestCase], opts: Options) -> LessonResult:
+    _handout_xen(lesson, folder)
+    try:
+        return _grade_now(lesson, folder, tests, opts)
+    finally:
+        STAND_INS.clear()
+        seam.reset()
+
+
+def _grade_now(lesson: Lesson, folder: Path, tests: list[TestCase], opts: Options) -> LessonResult:
     try:
         text = submission.check_file(lesson, folder)
     except submission.SubmissionError as exc:

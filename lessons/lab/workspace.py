@@ -125,6 +125,10 @@ def handout(
             ignore=shutil.ignore_patterns("__pycache__", "hidden", "breaks"),
         )
         _copy_guest_breaks(lesson, lab_out)
+    for lesson in lessons:
+        if lesson.track == "hypervisor":
+            expected = lab_out / lesson.id / "tests" / "expected.json"
+            expected.write_text(json.dumps(expected_outcomes(lesson)), encoding="utf-8")
     start(out / "lab", lessons)
     return [lesson.id for lesson in lessons]
 
@@ -140,6 +144,15 @@ def _copy_guest_breaks(lesson: Lesson, lab_out: Path) -> None:
         src = LESSONS_DIR / guest / "breaks" / f"{stem}.py"
         (lab_out / guest / "breaks").mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, lab_out / guest / "breaks" / src.name)
+
+
+def expected_outcomes(lesson: Lesson) -> dict[str, Any]:
+    """Xen's outcomes of each public battery of ``lesson`` at seed 0, by run key: what a
+    handout's grader compares with, having no trusted Xen for the lesson's functions."""
+    from lessons.lab import grader
+
+    runs = grader._runs(lesson, lesson.tests(hidden=False), grader.Options(seed=0))
+    return {run.key: grader.trusted_run(lesson, run).ops for run in runs}
 
 
 class State:
