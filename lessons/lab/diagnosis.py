@@ -426,7 +426,9 @@ def _incident_of(lesson: Any) -> Workload:
     questions = [t.check for t in lesson.tests(hidden=False) if isinstance(t.check, Question)]
     if not questions:
         raise LookupError(f"{lesson.id} has no questions")
-    return questions[0].workload
+    incident = questions[0].workload
+    assert isinstance(incident, Workload)  # a Check's workload may also be a Battery
+    return incident
 
 
 @functools.lru_cache(maxsize=64)
