@@ -142,15 +142,27 @@ def load_workload(tree: str, rel: str, attr: str) -> Any:
     return getattr(module, attr)
 
 
-def run_battery(chan: Channel, b: Any, item: dict[str, Any], raised: dict[str, str]) -> None:
+def _install(installed: list[tuple[str, Callable[..., Any]]]) -> None:
+    for name, fn in installed:
+        seam.install(name, fn)
+
+
+def run_battery(
+    chan: Channel,
+    b: Any,
+    item: dict[str, Any],
+    raised: dict[str, str],
+    installed: list[tuple[str, Callable[..., Any]]],
+) -> None:
     """One battery (hypervisor track): run it on a fresh host with the student's functions
     installed, send every operation's outcome (the grader compares them with its own)."""
     from lessons.lab.testing import run_battery as run
 
     chan.send({"kind": "lab.battery", "key": item["key"]})
     ops: list[dict[str, Any]] = []
+    seam.reset()  # the start-of-day machine is built by the reference
     try:
-        host, error = run(b, item["plan"])
+        host, error = run(b, item["plan"], lambda: _install(installed))
         ops = host.ops
     except BaseException as exc:  # the machine could not even be built
         error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -168,13 +180,19 @@ def run_battery(chan: Channel, b: Any, item: dict[str, Any], raised: dict[str, s
     )
 
 
-def run_workload(chan: Channel, tree: str, item: dict[str, Any], raised: dict[str, str]) -> None:
+def run_workload(
+    chan: Channel,
+    tree: str,
+    item: dict[str, Any],
+    raised: dict[str, str],
+    installed: list[tuple[str, Callable[..., Any]]],
+) -> None:
     """One workload: run it on a fresh machine, send what replay needs."""
     from lessons.lab.testing import Battery, Guest
 
     w = load_workload(tree, item["file"], item["attr"])
     if isinstance(w, Battery):
-        run_battery(chan, w, item, raised)
+        run_battery(chan, w, item, raised, installed)
         return
     guest = Guest(w)
     chan.send({"kind": "lab.workload", "key": item["key"]})
@@ -208,14 +226,14 @@ def main(tree: str, submission: str, mode: str, fd: int) -> None:
     chan = Channel(fd)
     chan.send({"kind": "lab.start", "mode": mode})
     raised: dict[str, str] = {}
+    installed: list[tuple[str, Callable[..., Any]]] = []
     if job.get("file"):
         try:
             fns = load_submission(os.path.join(submission, job["file"]), job["functions"])
         except BaseException as exc:
             chan.send({"kind": "lab.submission", "error": f"{type(exc).__name__}: {exc}"[:4000]})
             return
-        for name, fn in fns.items():
-            seam.install(name, wrap(name, fn, raised))
+        installed += [(name, wrap(name, fn, raised)) for name, fn in fns.items()]
     for i, extra in enumerate(job.get("also", [])):
         # a handout's other lessons: the student's own answers stand in for the reference
         try:
@@ -223,8 +241,8 @@ def main(tree: str, submission: str, mode: str, fd: int) -> None:
             fns = load_submission(path, extra["functions"], f"lab_also_{i}")
         except BaseException:
             continue
-        for name, fn in fns.items():
-            seam.install(name, wrap(name, fn, raised))
+        installed += [(name, wrap(name, fn, raised)) for name, fn in fns.items()]
+    _install(installed)
     for item in job["workloads"]:
-        run_workload(chan, tree, item, raised)
+        run_workload(chan, tree, item, raised, installed)
     chan.send({"kind": "lab.done"})

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["bare_name", "install", "reference", "reset", "split", "signature"]
+__all__ = ["bare_name", "install", "record", "reference", "reset", "signature", "split"]
 
 Fn = Callable[..., Any]
 _installed: list[tuple[str, Callable[[], None]]] = []
@@ -49,10 +49,13 @@ def _steps(name: str = "minikern.") -> Any:
     return importlib.import_module("minikern.steps")
 
 
-def _record(name: str) -> Any:
-    """The seam's registry record for ``name``, if the seam keeps one."""
+def record(name: str) -> Any:
+    """The seam's registry record for ``name``, if the seam keeps one (None)."""
     registry = getattr(_steps(name), "REGISTRY", None)
     return registry.get(name) if isinstance(registry, dict) else None
+
+
+_record = record
 
 
 def reference(name: str) -> Fn:

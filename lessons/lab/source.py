@@ -82,6 +82,16 @@ def _refs(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
+def also_stripped(module: str, functions: list[str]) -> list[str]:
+    """Other module-level names the seam says go with ``functions`` when they are
+    stripped (``hypervisor.steps``: a lesson function's plain variant)."""
+    out: list[str] = []
+    for function in functions:
+        record = seam.record(f"{module}:{function}")
+        out += [n for n in getattr(record, "strip", ()) if n not in out and n not in functions]
+    return out
+
+
 def private_helpers(tree: ast.Module, functions: list[str]) -> list[str]:
     """The module's private functions (``_name``) that only ``functions`` use, directly
     or through each other: the rest of the reference (e.g. ``get_page_from_l1e``'s
@@ -114,6 +124,7 @@ def strip_source(source: str, functions: list[str], module: str) -> str:
     helper only they use (:func:`private_helpers`)."""
     tree = ast.parse(source)
     defs = _defs(tree)
+    functions = [*functions, *also_stripped(module, functions)]
     for function in functions:
         node = defs.get(function)
         if node is None:
@@ -231,7 +242,7 @@ def _submission(lesson: Lesson, mode: str) -> str:
         tree = ast.parse(module_path(module).read_text(encoding="utf-8"))
         nodes = [_defs(tree)[function]]
         if body and module not in helpers:
-            helpers[module] = private_helpers(tree, by_module[module])
+            helpers[module] = _solution_helpers(tree, module, by_module[module])
             nodes += [_defs(tree)[h] for h in helpers[module]]
         for node in nodes:
             node.decorator_list = []
@@ -248,6 +259,19 @@ def _submission(lesson: Lesson, mode: str) -> str:
     kind = "The reference answers" if body else "Your answers"
     head = f'"""{lesson.id}: {lesson.title}. {kind} (see `minikern lab check {lesson.id}`)."""'
     return "\n\n".join([head, "\n".join(["from __future__ import annotations", *imports]), *defs])
+
+
+def _solution_helpers(tree: ast.Module, module: str, functions: list[str]) -> list[str]:
+    """The stripped private helpers a solution needs: those the lesson functions reach."""
+    stripped = set(private_helpers(tree, [*functions, *also_stripped(module, functions)]))
+    defs = _defs(tree)
+    reach: list[str] = []
+    frontier = list(functions)
+    while frontier:
+        for name in sorted(_refs(defs[frontier.pop()]) & stripped - set(reach)):
+            reach.append(name)
+            frontier.append(name)
+    return sorted(reach)
 
 
 def starter_source(lesson: Lesson) -> str:

@@ -636,7 +636,10 @@ class Host:
             out = {"status": "fault", "code": exc.error_code}
         except BaseException as exc:  # the code under test crashed inside the hypervisor
             out = {"status": "crashed", "error": f"{type(exc).__name__}: {exc}"[:500]}
-            if BLAME:
+            step, cause = getattr(exc, "step", None), getattr(exc, "cause", None)
+            if isinstance(step, str) and isinstance(cause, str):  # the seam's LessonFunctionError
+                out["error"], out["in"] = cause[:500], step.rpartition(":")[2]
+            elif BLAME:
                 out["in"] = BLAME[-1]
         prefix = f"d{i} " if i >= 0 and len(self.battery.guests) > 1 else ""
         digest = {f"{m:#x}": self._digest(m) for m in dict.fromkeys(touch)}
@@ -673,11 +676,17 @@ class _Case:
         self.host.labels = self.before
 
 
-def run_battery(b: Battery, plan: Plan) -> tuple[Host, str]:
+def run_battery(
+    b: Battery, plan: Plan, install: Callable[[], None] | None = None
+) -> tuple[Host, str]:
     """Run ``b`` on a fresh :class:`Host`: the host, and the error that stopped the battery
-    itself ("" when it ran to its end)."""
+    itself ("" when it ran to its end). ``install`` runs once the start-of-day machine is
+    built (the domain builder validates the boot tables with the reference) and before
+    the battery: the child installs the student's functions there."""
     host = Host(b)
     try:
+        if install is not None:
+            install()
         b.run(host, plan)
     except BaseException as exc:
         return host, f"{type(exc).__name__}: {exc}"[:2000]
