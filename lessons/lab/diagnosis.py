@@ -432,11 +432,12 @@ def _incident_of(lesson: Any) -> Workload:
 
 
 @functools.lru_cache(maxsize=64)
-def _generate(lesson_id: str, identity: str, salt: str) -> Instance:
-    from lessons.lab.lessons import load
+def _generate(folder: str, identity: str, salt: str) -> Instance:
+    from lessons.lab.lessons import read_toml
     from minikern import steps
 
-    lesson = load(lesson_id)
+    lesson = read_toml(Path(folder))
+    lesson_id = lesson.id
     w = _incident_of(lesson)
     seed = seed_of(lesson_id, identity, salt)
     plan = w.plan(random.Random(seed))
@@ -462,7 +463,7 @@ def _generate(lesson_id: str, identity: str, salt: str) -> Instance:
 
 def generate(lesson: Any, identity: str, salt: str | None = None) -> Instance:
     """``identity``'s instance of diagnosis lesson ``lesson`` (cached per process)."""
-    return _generate(lesson.id, normal_identity(identity), salt or course_salt())
+    return _generate(str(lesson.path), normal_identity(identity), salt or course_salt())
 
 
 # -- answers --------------------------------------------------------------------------------

@@ -42,6 +42,19 @@ def verify_diagnosis(lesson: Lesson) -> Iterator[tuple[str, bool]]:
     different students have different answers (another's answers lose points)."""
     from lessons.lab import diagnosis
 
+    asked = sorted(
+        t.check.answer_key for t in lesson.tests(False) if hasattr(t.check, "answer_key")
+    )
+    yield (
+        f"{lesson.id}: questions {', '.join(asked)} answer the [answer] keys",
+        asked == sorted(lesson.answer) and len(set(asked)) == len(asked),
+    )
+    kinds = {"int": int, "str": str}
+    truth = diagnosis.generate(lesson, STUDENTS[0]).truth
+    typed = [
+        k for k, spec in lesson.answer.items() if type(truth.get(k)) is not kinds[spec["type"]]
+    ]
+    yield f"{lesson.id}: the incident's truth has every key, typed", not typed
     truths = []
     for who in STUDENTS:
         r = _grade_answer(lesson, diagnosis.solution_text(lesson, who), who)

@@ -395,3 +395,33 @@ def test_a_class_gets_mostly_different_answers(lesson_id: str) -> None:
         for n in range(10)
     }
     assert len(answers) >= 9
+
+
+def _copy_of_d01(tmp_path: Path) -> Path:
+    import shutil
+
+    folder = tmp_path / LESSON
+    shutil.copytree(load(LESSON).path, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
+def test_verify_fails_a_break_that_is_the_right_answer(tmp_path: Path) -> None:
+    from lessons.lab.lessons import read_toml
+    from lessons.lab.verify import verify_lesson
+
+    folder = _copy_of_d01(tmp_path)
+    (folder / "breaks" / "not_wrong.toml").write_text('doc = "changes nothing"\n')
+    failed = [line for line, ok in verify_lesson(read_toml(folder)) if not ok]
+    assert failed
+    assert all("not_wrong" in line for line in failed)
+
+
+def test_verify_fails_an_answer_key_no_question_asks(tmp_path: Path) -> None:
+    from lessons.lab.lessons import read_toml
+    from lessons.lab.verify import verify_lesson
+
+    folder = _copy_of_d01(tmp_path)
+    toml = folder / "lesson.toml"
+    toml.write_text(toml.read_text() + '\n[answer.extra]\ntype = "int"\nhelp = "x"\n')
+    failed = [line for line, ok in verify_lesson(read_toml(folder)) if not ok]
+    assert any("answer the [answer] keys" in line for line in failed)
