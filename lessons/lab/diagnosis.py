@@ -37,6 +37,7 @@ from lessons.lab.testing import Check, Guest, Machine, Plan, Workload
 
 __all__ = [
     "MAX_ANSWER",
+    "MAX_IDENTITY",
     "AnswerError",
     "InstanceError",
     "Instance",
@@ -94,9 +95,16 @@ def _unavailable(lesson_id: str, exc: Exception) -> InstanceError:
 # -- identity and seeds -----------------------------------------------------------------
 
 
+MAX_IDENTITY = 256
+"""Characters of an identity that count (an e-mail address is far shorter)."""
+MAX_METADATA = 4 << 20
+"""An engine's metadata file larger than this names no identity."""
+
+
 def normal_identity(identity: str) -> str:
-    """An identity as the seed sees it: trimmed, lower case."""
-    return " ".join(identity.split()).lower()
+    """An identity as the seed sees it: blanks collapsed, lower case, at most
+    :data:`MAX_IDENTITY` characters."""
+    return " ".join(identity.split()).lower()[:MAX_IDENTITY]
 
 
 def course_salt(root: Path | None = None) -> str:
@@ -124,7 +132,7 @@ def seed_of(lesson_id: str, identity: str, salt: str) -> int:
 
 def _read_json(path: Path) -> Any:
     try:
-        if not path.is_file() or path.stat().st_size > 4 * MAX_ANSWER * 16:
+        if not path.is_file() or path.stat().st_size > MAX_METADATA:
             return None
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -535,7 +543,7 @@ def judge(q: Question, inst: Instance, answer: dict[str, Any]) -> str | None:
         return f"{key} is not answered"
     if _same(key, answer[key], inst.truth[key]):
         return None
-    return f"{key} = {answer[key]!r} is not what happened in your instance"
+    return f"{key} = {answer[key]!r} is not the answer for your instance"
 
 
 HEX_KEYS = ("frame", "va", "mfn")

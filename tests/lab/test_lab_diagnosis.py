@@ -425,3 +425,9 @@ def test_verify_fails_an_answer_key_no_question_asks(tmp_path: Path) -> None:
     toml.write_text(toml.read_text() + '\n[answer.extra]\ntype = "int"\nhelp = "x"\n')
     failed = [line for line, ok in verify_lesson(read_toml(folder)) if not ok]
     assert any("answer the [answer] keys" in line for line in failed)
+
+
+def test_a_huge_identity_counts_only_its_first_characters() -> None:
+    long = "x" * 10_000
+    assert diagnosis.normal_identity(long) == "x" * diagnosis.MAX_IDENTITY
+    assert diagnosis.seed_of(LESSON, long, "s") == diagnosis.seed_of(LESSON, long + "y", "s")
