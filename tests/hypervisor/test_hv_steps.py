@@ -383,3 +383,37 @@ def test_the_reference_installed_through_the_seam_passes_every_rule_scenario_ide
     swapped = run_scenarios()
     for rule, expected in _UNSWAPPED.items():
         assert swapped[rule] == expected, f"{rule} differs with {name} swapped"
+
+
+def _batch_into_one_l1(w: World) -> Callable[[], object]:
+    """Four requests into A's scratch L1: map P, Q read-only, R writable, then
+    P again writable (the common batch an mmu_update fast path may take in one run)."""
+    ptrs = [w.a.slot_ptr(w.w(i)) for i in range(4)]
+    vals = [pte(w.P, Pr | A_), pte(w.Q, Pr | A_), pte(w.R, Pr | RW | A_), pte(w.P, Pr | RW | A_)]
+    reqs = [abi.MmuUpdate(p, v) for p, v in zip(ptrs, vals, strict=True)]
+    return functools.partial(w.a.mmu_update, reqs)
+
+
+@pytest.mark.parametrize(
+    ("name", "calls"),
+    [("hypervisor.mm.l1:get_page_from_l1e", 4), ("hypervisor.mm.refs:get_page_type", 2)],
+)
+def test_a_swapped_function_sees_every_request_of_an_mmu_update_batch(
+    name: str, calls: int
+) -> None:
+    w = World(Hypervisor(total_frames=TOTAL_FRAMES))
+    operation = _batch_into_one_l1(w)
+    with counting(name) as seen:
+        operation()
+        assert seen[0] == calls
+    audit_clean(w.xen)
+
+
+def test_a_swapped_put_page_type_sees_every_writable_entry_an_mmu_update_batch_replaces() -> None:
+    w = World(Hypervisor(total_frames=TOTAL_FRAMES))
+    _batch_into_one_l1(w)()
+    reqs = [abi.MmuUpdate(w.a.slot_ptr(w.w(i)), pte(w.S, Pr | A_)) for i in range(4)]
+    with counting("hypervisor.mm.refs:put_page_type") as seen:
+        w.a.mmu_update(reqs)  # two of the four replaced entries were writable
+        assert seen[0] == 2
+    audit_clean(w.xen)
