@@ -15,6 +15,7 @@ build stays incremental; they are not part of the repository (.gitignore).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import tomllib
@@ -271,16 +272,17 @@ def _hint_rule(rule_id: str) -> str:
 
 def functions_section(names: list[str]) -> str:
     """The functions the lesson asks for, with a runnable example that shows
-    their signatures (read from ``minikern.steps.REGISTRY``)."""
+    their signatures (read from ``minikern.steps.REGISTRY``, or ``hypervisor.steps``
+    for the hypervisor track)."""
+    package = "hypervisor" if names and names[0].startswith("hypervisor.") else "minikern"
     try:
-        from minikern import steps
-
+        steps = importlib.import_module(f"{package}.steps")
         registry = steps.REGISTRY
         records = [registry[n] for n in names]
     except (ImportError, AttributeError, KeyError):
         return ""
     out = ["## The functions you write\n"]
-    lines = [">>> from minikern import steps"]
+    lines = [f">>> from {package} import steps"]
     for rec in records:
         lines.append(f'>>> print(steps.REGISTRY["{rec.name}"].signature)')
         lines.append(str(rec.signature))

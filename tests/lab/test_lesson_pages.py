@@ -26,3 +26,11 @@ def test_page_examples_run(page: Path, capsys: pytest.CaptureFixture[str]) -> No
     namespace: dict[str, object] = {"__name__": f"page_{page.parent.name}"}
     for block in blocks:
         exec(compile(block, str(page), "exec"), namespace)
+
+
+def test_a_hypervisor_lesson_page_lists_its_function_from_the_hypervisor_seam() -> None:
+    from mkdocs_generate import functions_section
+
+    text = functions_section(["hypervisor.mm.l1:get_page_from_l1e"])
+    assert ">>> from hypervisor import steps" in text
+    assert "(xen: 'XenState', e: 'int', l1_owner: 'PvDomain', pg_owner: 'PvDomain')" in text
