@@ -140,6 +140,7 @@ class Run:
     workload: Workload | Battery
     plan: Plan
     tests: list[TestCase]
+    seed: int | None = None
 
 
 def _runs(lesson: Lesson, tests: list[TestCase], opts: Options) -> list[Run]:
@@ -148,12 +149,17 @@ def _runs(lesson: Lesson, tests: list[TestCase], opts: Options) -> list[Run]:
         module = load_file(t.file)
         attr = next(k for k, v in workloads_in(module).items() if v is t.workload)
         rel = str(t.file.relative_to(lesson.path / "tests"))
-        seed = opts.hidden_seed if t.hidden else opts.seed
-        key = f"{rel}:{attr}:{seed}"
-        if key not in runs:
-            plan = t.workload.plan(plan_rng(int(seed or 0), lesson.id, f"{rel}:{attr}"))
-            runs[key] = Run(key, f"tests/{rel}", attr, t.workload, plan, [])
-        runs[key].tests.append(t)
+        seeds = [opts.hidden_seed if t.hidden else opts.seed]
+        if isinstance(t.workload, Battery) and not t.hidden and opts.hidden_seed is not None:
+            # A battery's outcomes are the student's own report: at the public seed alone
+            # they could be a table of Xen's answers. The grader's runs redraw it too.
+            seeds.append(opts.hidden_seed)
+        for seed in dict.fromkeys(seeds):
+            key = f"{rel}:{attr}:{seed}"
+            if key not in runs:
+                plan = t.workload.plan(plan_rng(int(seed or 0), lesson.id, f"{rel}:{attr}"))
+                runs[key] = Run(key, f"tests/{rel}", attr, t.workload, plan, [], seed)
+            runs[key].tests.append(t)
     return list(runs.values())
 
 
@@ -464,7 +470,10 @@ def _evaluate_battery(lesson: Lesson, run: Run, sent: Sent, opts: Options) -> li
         yours = parse_ops(sent.lines, host.ops)
     except (Tampered, ValueError, AttributeError) as exc:
         msg = f"{exc} (tampering, or a bug: scored zero)"
-        return [_result(lesson, t, False, msg, "lab.tampered", opts) for t in run.tests]
+        return [
+            _redrawn(lesson, run, _result(lesson, t, False, msg, "lab.tampered", opts), opts)
+            for t in run.tests
+        ]
     c = Comparison(host, run.plan, compare(host.ops, yours), _who(lesson))
     c.yours = yours
     end = sent.end or {}
@@ -488,8 +497,21 @@ def _evaluate_battery(lesson: Lesson, run: Run, sent: Sent, opts: Options) -> li
             if pointer:
                 lines.append(pointer)
         spent = time.monotonic() - start
-        out.append(_result(lesson, t, passed, "\n".join(lines), rule, opts, spent))
+        out.append(
+            _redrawn(
+                lesson, run, _result(lesson, t, passed, "\n".join(lines), rule, opts, spent), opts
+            )
+        )
     return out
+
+
+def _redrawn(lesson: Lesson, run: Run, r: TestResult, opts: Options) -> TestResult:
+    """A public test's failure on the battery redrawn from the grader's seed says so."""
+    if r.passed or r.hidden or run.seed == opts.seed:
+        return r
+    r.output = f"with the plan drawn from the grader's seed {run.seed}:\n{r.output}"
+    r.reproduce = f"minikern lab check {lesson.id} -k {r.key} --seed {run.seed}"
+    return r
 
 
 # -- one lesson ---------------------------------------------------------------------------
@@ -651,7 +673,8 @@ def _judge(
     by_test: dict[str, TestResult] = {}
     for run in runs:
         for r in _evaluate(lesson, run, sent.get(run.key), raised, opts):
-            by_test[r.number] = r
+            if r.number not in by_test or by_test[r.number].passed:
+                by_test[r.number] = r  # a test run on two seeds passes only on both
     res = LessonResult(
         lesson.id,
         lesson.title,

@@ -197,3 +197,41 @@ def test_lab_break_draws_the_exploit_working(capsys: pytest.CaptureFixture[str])
     assert "battery exploit" in out
     assert "it read" in out
     assert "page-faults" in out
+
+
+TABLE_CHEAT = """
+import json
+from lessons.lab import testing
+
+TABLE = json.loads({table!r})
+
+def answer(self, i, call, touch, action, kind="call"):
+    try:
+        action()
+    except BaseException:
+        pass
+    seen = TABLE[self.battery.name][len(self.ops)]
+    full = (f"d{{i}} " if i >= 0 and len(self.battery.guests) > 1 else "") + call
+    self.ops.append({{**seen, "i": len(self.ops), "call": full}})
+
+testing.Host._op = answer
+
+def get_page_from_l1e(xen, e, l1_owner, pg_owner):
+    return 0
+"""
+
+
+def test_a_table_of_xens_public_answers_scores_zero_when_the_grader_redraws(
+    tmp_path: Path, h01: Lesson
+) -> None:
+    from lessons.lab import grader
+
+    public = h01.tests(hidden=False)
+    runs = grader._runs(h01, public, grader.Options(seed=0))
+    table = {run.attr: grader.trusted_run(h01, run).ops for run in runs}
+    text = TABLE_CHEAT.format(table=json.dumps(table))
+    at_zero = grade_text(tmp_path / "a", h01, text)
+    assert at_zero.score == at_zero.max_score  # the public plan alone cannot tell
+    graded = grade_text(tmp_path / "b", h01, text, hidden_seed=12345)
+    assert all(not t.passed for t in graded.tests if not t.hidden)
+    assert "with the plan drawn from the grader's seed 12345" in graded.tests[0].output

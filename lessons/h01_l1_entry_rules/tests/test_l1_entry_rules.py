@@ -119,6 +119,7 @@ def exploit_plan(rng: random.Random) -> Plan:
         "window": window,
         "forged": forged,
         "victim_pfn": rng.randrange(FIRST_FREE, 64),
+        "own_pfn": rng.randrange(FIRST_FREE, 64),
         "secret": rng.randbytes(16).hex(),
     }
 
@@ -135,7 +136,7 @@ def exploit(h: Host, plan: Plan) -> None:
     l1 = h.l1(0)
     window = h.va(0, plan["window"])  # where d0 wants its own L1, writable
     with h.case("exploit"):
-        h.set_entry(0, l1, plan["window"], pte(h.mfn(0, FIRST_FREE), P | RW))  # fine
+        h.set_entry(0, l1, plan["window"], pte(h.mfn(0, plan["own_pfn"]), P | RW))  # fine
         h.set_entry(0, l1, plan["window"], 0)
         h.set_entry(0, l1, plan["window"], pte(l1, P | RW | A | D))
         h.store(0, window + 8 * plan["forged"], pte(h.mfn(1, victim), P | RW | A))
