@@ -442,5 +442,5 @@ def test_hostile_hypervisor_submission_scores_zero(
 ) -> None:
     folder = write(tmp_path / "sub", h_quick, HEAD + H_HOSTILE[case])
     r = grade_lesson(h_quick, folder, Options())
-    assert r.status != "grader-error", r.message
+    assert r.status == ("timeout" if case == "infinite-loop" else "graded"), r.message
     assert r.score == 0, [t.name for t in r.tests if t.passed]
