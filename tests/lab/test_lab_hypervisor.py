@@ -16,6 +16,7 @@ import pytest
 from lessons.lab import cli, seam, source, workspace
 from lessons.lab.grader import Tampered, parse_ops
 from lessons.lab.lessons import Lesson, load, load_file
+from lessons.lab.results import LessonResult
 from lessons.lab.testing import Battery, Comparison, Host, plan_rng, run_battery
 from tests.lab.conftest import grade_text
 
@@ -38,8 +39,14 @@ def break_text(lesson: Lesson, name: str) -> str:
     return workspace.break_source(lesson, lesson.breaks()[name])
 
 
-def test_a_break_fails_with_the_first_divergence_in_words(tmp_path: Path, h01: Lesson) -> None:
-    r = grade_text(tmp_path, h01, break_text(h01, "rw_pagetable"))
+@pytest.fixture(scope="module")
+def rw_pagetable(h01: Lesson, tmp_path_factory: pytest.TempPathFactory) -> LessonResult:
+    """h01 graded with its rw_pagetable break (once for the tests that read it)."""
+    return grade_text(tmp_path_factory.mktemp("rw"), h01, break_text(h01, "rw_pagetable"))
+
+
+def test_a_break_fails_with_the_first_divergence_in_words(rw_pagetable: LessonResult) -> None:
+    r = rw_pagetable
     failed = {t.key: t for t in r.tests if not t.passed}
     assert set(failed) == {"no_writable_pagetable", "exploit_refused"}
     out = failed["no_writable_pagetable"].output
@@ -50,9 +57,8 @@ def test_a_break_fails_with_the_first_divergence_in_words(tmp_path: Path, h01: L
     assert failed["no_writable_pagetable"].rule == "l1.writable-pagetable"
 
 
-def test_the_exploit_check_says_the_secret_was_read(tmp_path: Path, h01: Lesson) -> None:
-    r = grade_text(tmp_path, h01, break_text(h01, "rw_pagetable"))
-    out = next(t.output for t in r.tests if t.key == "exploit_refused")
+def test_the_exploit_check_says_the_secret_was_read(rw_pagetable: LessonResult) -> None:
+    out = next(t.output for t in rw_pagetable.tests if t.key == "exploit_refused")
     assert out.startswith("the exploit worked: d0 read d1's secret")
 
 
