@@ -14,10 +14,15 @@ import attrs
 
 from hypervisor import rules
 from hypervisor.abi import (
+    _PAGE_GLOBAL,
+    _PAGE_PRESENT,
+    _PAGE_RW,
+    _PAGE_USER,
     DOMID_IO,
     DOMID_SELF,
     DOMID_XEN,
     PAGE_SHIFT,
+    PTE_MFN_MASK,
     Mfn,
     MmuUpdate,
     maddr_mfn,
@@ -27,10 +32,12 @@ from hypervisor.errors import GuestError
 from hypervisor.hypercalls.args import as_int, as_sequence, mmu_request
 from hypervisor.hypercalls.common import get_pg_owner, ram_page
 from hypervisor.hypercalls.dispatch import hypercall
+from hypervisor.mm.adjust import GUEST_KERNEL
 from hypervisor.mm.domain import PvDomain, PvVcpu
 from hypervisor.mm.entries import mod_l1_entry, mod_upper_entry
 from hypervisor.mm.explain import held_by, not_owned
 from hypervisor.mm.frames import PageInfo, PageType
+from hypervisor.mm.l1 import put_page_from_l1e
 from hypervisor.mm.refs import get_page_type, put_page_type
 from hypervisor.mm.state import IO_FRAMES, XenState
 
@@ -96,54 +103,126 @@ def do_mmu_update(xen: XenState, v: PvVcpu, reqs: Any, foreigndom: Any = DOMID_S
 
 def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
     """Apply the requests in order; a refusal carries its index as ``done``.
+    After a request into a live L1, the requests that follow it into the same
+    L1 -- the common batch -- go through :data:`l1_run`."""
+    i, n = 0, len(reqs)
+    while i < n:
+        try:
+            l1mfn = _request(xen, reqs[i], batch)
+        except GuestError as err:
+            err.done = i
+            raise
+        i += 1
+        if l1mfn is not None:
+            i = l1_run(xen, reqs, i, l1mfn, batch)
 
-    Consecutive requests into the same live L1 -- the common batch -- skip the
-    frame lookup: the frame's metadata object is remembered and its state
-    (still an L1 in use) re-read for every request. Frames on an owner's
-    allocation list are never freed, so the remembered object stays valid.
+
+def _request(xen: XenState, r: Any, batch: _Batch) -> Mfn | None:
+    """One request, checked in Xen's order. Returns the frame it updated if
+    that is a live L1 and a run of updates into it may follow."""
+    ptr, val = mmu_request(r)
+    cmd = ptr & 7
+    if cmd > 3:
+        raise GuestError(rules.MMU_UNKNOWN_COMMAND, f"ptr {ptr:#x} carries command {cmd}")
+    if cmd == 1:
+        _machphys_update(xen, ptr, val, batch)
+        return None
+    if batch.denied:
+        raise _xsm_refusal(batch)
+    pg = _normal_update(xen, ptr, val, batch, cmd == 2)
+    return maddr_mfn(ptr) if pg.type is L1 and pg.type_count else None
+
+
+def _l1_run_fast(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batch) -> int:
+    """Apply requests from index ``i`` on while each is a well-formed
+    MMU_NORMAL_PT_UPDATE of an entry of ``l1mfn``, a live L1 of the
+    page-table owner; return the index of the first request that is not
+    (the general path takes it from there). A refusal carries its index.
+
+    Each entry is ``mod_l1_entry``'s work with everything looked up once per
+    run and its common case inlined: a present entry with allowed flags,
+    adjusted (``adjust_guest_l1e``), either equal to the old one but for
+    harmless flags (the fast path), or mapping FD's own frame read-only or
+    writable once more (``get_page_from_l1e``); and the entry it replaces did
+    not hold its frame's last reference (``put_page_from_l1e``). Every other
+    entry goes through ``mod_l1_entry`` itself. The L1 stays live during the
+    run: no L1 entry holds a page-table type reference.
     """
-    last_mfn = -1
-    last_pg: PageInfo | None = None
-    last_words: memoryview | None = None
-    pt_owner, pg_owner, denied = batch.pt_owner, batch.pg_owner, batch.denied
-    i = 0
+    l1pg, words = xen.frames[l1mfn], xen.mem.words(l1mfn)
+    pt_dom, pg_dom = batch.pt_owner, batch.pg_owner
+    get, fast_l1 = xen.frames.get, xen.fast_l1
+    l1_mask, pv64, fd = pt_dom.l1_mask, pt_dom.pv64, pg_dom.domid
+    base = l1mfn << PAGE_SHIFT
+    n = len(reqs)
     try:
-        for i, r in enumerate(reqs):  # noqa: B007 -- i is read in the handler
-            if type(r) is MmuUpdate:  # the common, well-formed request, read inline
-                ptr, val = r.ptr, r.val
-                if not (
-                    type(ptr) is int and type(val) is int and 0 <= ptr < U64 and 0 <= val < U64
-                ):
-                    ptr, val = mmu_request(r)
-            else:
-                ptr, val = mmu_request(r)
-            mfn: Mfn = ptr >> PAGE_SHIFT  # type: ignore[assignment] # maddr_mfn, inlined
+        while i < n:
+            r = reqs[i]
+            if type(r) is not MmuUpdate:
+                return i
+            ptr, val = r.ptr, r.val
+            # ptr: command 0 (NORMAL_PT_UPDATE), an entry of this L1 (so in range)
             if (
-                not denied
-                and mfn == last_mfn
-                and not ptr & 7
-                and last_pg is not None
-                and last_words is not None
-                and last_pg.type is L1
-                and last_pg.type_count
+                type(ptr) is not int
+                or ptr & ~0xFF8 != base
+                or type(val) is not int
+                or not 0 <= val < U64
+                or not l1pg.type_count
             ):
-                slot = (ptr & 0xFF8) >> 3  # maddr_slot, inlined
-                mod_l1_entry(xen, mfn, last_words, slot, val, pt_owner, pg_owner)
-                continue
-            cmd = ptr & 7
-            if cmd > 3:
-                raise GuestError(rules.MMU_UNKNOWN_COMMAND, f"ptr {ptr:#x} carries command {cmd}")
-            if cmd == 1:
-                _machphys_update(xen, ptr, val, batch)
-                continue
-            if denied:
-                raise _xsm_refusal(batch)
-            pg = _normal_update(xen, ptr, val, batch, cmd == 2)
-            if pg.type is L1 and pg.type_count:
-                last_mfn, last_pg, last_words = mfn, pg, xen.mem.words(mfn)
+                return i
+            slot = (ptr & 0xFF8) >> 3  # maddr_slot, inlined
+            ol1e = words[slot]
+            if val & _PAGE_PRESENT and not val & l1_mask:
+                nl1e = val
+                if pv64:  # adjust_guest_l1e
+                    if not nl1e & _PAGE_USER:
+                        nl1e |= GUEST_KERNEL | _PAGE_USER
+                    if not nl1e & GUEST_KERNEL:
+                        nl1e |= _PAGE_GLOBAL | _PAGE_USER
+                if not (ol1e ^ nl1e) & fast_l1:
+                    words[slot] = nl1e
+                    i += 1
+                    continue
+                pg = get((nl1e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
+                if (
+                    pg is not None
+                    and pg.owner == fd
+                    and not pg.xen_heap
+                    and (not nl1e & _PAGE_RW or (pg.type_count and pg.type is WRITABLE))
+                ):
+                    pg.count += 1
+                    if nl1e & _PAGE_RW:
+                        pg.type_count += 1
+                    words[slot] = nl1e
+                    if ol1e & _PAGE_PRESENT:
+                        old_mfn = (ol1e & PTE_MFN_MASK) >> PAGE_SHIFT
+                        old = get(old_mfn)  # type: ignore[call-overload]
+                        if old is not None and old.count > 1 and old_mfn >= IO_FRAMES:
+                            if ol1e & _PAGE_RW:
+                                old.type_count -= 1
+                            old.count -= 1
+                        else:
+                            put_page_from_l1e(xen, ol1e, pt_dom)
+                    i += 1
+                    continue
+            mod_l1_entry(xen, l1mfn, words, slot, val, pt_dom, pg_dom)
+            i += 1
     except GuestError as err:
         err.done = i
         raise
+    return i
+
+
+def _l1_run_plain(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batch) -> int:
+    """:func:`_l1_run_fast` with nothing inlined: no run at all, every request
+    takes the general path (``mod_l1_entry``, ``get_page_from_l1e``, ...) as in
+    Xen's loop. The same behaviour, slower."""
+    return i
+
+
+l1_run = _l1_run_fast
+"""How ``_apply`` continues after a request into a live L1:
+:func:`_l1_run_fast`, or :func:`_l1_run_plain` when a function it inlines
+is swapped."""
 
 
 def _xsm_refusal(batch: _Batch) -> GuestError:
