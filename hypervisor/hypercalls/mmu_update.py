@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from hypervisor import rules
+from hypervisor import rules, steps
 from hypervisor.abi import (
     _PAGE_GLOBAL,
     _PAGE_PRESENT,
@@ -37,7 +37,7 @@ from hypervisor.mm.domain import PvDomain, PvVcpu
 from hypervisor.mm.entries import mod_l1_entry, mod_upper_entry
 from hypervisor.mm.explain import held_by, not_owned
 from hypervisor.mm.frames import PageInfo, PageType
-from hypervisor.mm.l1 import put_page_from_l1e
+from hypervisor.mm.l1 import get_page_from_l1e, put_page_from_l1e
 from hypervisor.mm.refs import get_page_type, put_page_type
 from hypervisor.mm.state import IO_FRAMES, XenState
 
@@ -104,7 +104,7 @@ def do_mmu_update(xen: XenState, v: PvVcpu, reqs: Any, foreigndom: Any = DOMID_S
 def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
     """Apply the requests in order; a refusal carries its index as ``done``.
     After a request into a live L1, the requests that follow it into the same
-    L1 -- the common batch -- go through :data:`l1_run`."""
+    L1 -- the common batch -- go through :func:`_l1_run`."""
     i, n = 0, len(reqs)
     while i < n:
         try:
@@ -114,7 +114,7 @@ def _apply(xen: XenState, reqs: Sequence[Any], batch: _Batch) -> None:
             raise
         i += 1
         if l1mfn is not None:
-            i = l1_run(xen, reqs, i, l1mfn, batch)
+            i = _l1_run(xen, reqs, i, l1mfn, batch)
 
 
 def _request(xen: XenState, r: Any, batch: _Batch) -> Mfn | None:
@@ -133,7 +133,7 @@ def _request(xen: XenState, r: Any, batch: _Batch) -> Mfn | None:
     return maddr_mfn(ptr) if pg.type is L1 and pg.type_count else None
 
 
-def _l1_run_fast(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batch) -> int:
+def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batch) -> int:
     """Apply requests from index ``i`` on while each is a well-formed
     MMU_NORMAL_PT_UPDATE of an entry of ``l1mfn``, a live L1 of the
     page-table owner; return the index of the first request that is not
@@ -212,17 +212,13 @@ def _l1_run_fast(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: 
     return i
 
 
+@steps.plain_variant(_l1_run, inlines=[get_page_from_l1e, get_page_type, put_page_type])
 def _l1_run_plain(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batch) -> int:
-    """:func:`_l1_run_fast` with nothing inlined: no run at all, every request
+    """:func:`_l1_run` with nothing inlined: no run at all, every request
     takes the general path (``mod_l1_entry``, ``get_page_from_l1e``, ...) as in
-    Xen's loop. The same behaviour, slower."""
+    Xen's loop; bound while a function it inlines is swapped. The same
+    behaviour, slower. mm.c ``do_mmu_update``."""
     return i
-
-
-l1_run = _l1_run_fast
-"""How ``_apply`` continues after a request into a live L1:
-:func:`_l1_run_fast`, or :func:`_l1_run_plain` when a function it inlines
-is swapped."""
 
 
 def _xsm_refusal(batch: _Batch) -> GuestError:

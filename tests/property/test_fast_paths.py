@@ -1,7 +1,7 @@
 """The hypervisor's inlined fast paths behave exactly as the plain code.
 
 Hot loops inline the common cases of the functions they call (see
-:func:`hypervisor.hypercalls.mmu_update._l1_run_fast`). Each fast path has a
+:func:`hypervisor.hypercalls.mmu_update._l1_run`). Each fast path has a
 plain variant that calls the functions instead; the two must leave the same
 machine and give the same answers for any input. Hypothesis draws batches
 that mix the common case with every way out of it (other frames' owners, I/O
@@ -81,12 +81,12 @@ class Machine:
 
 @contextmanager
 def l1_run(fn: Callable[..., int]) -> Iterator[None]:
-    saved = mmu_update.l1_run
-    mmu_update.l1_run = fn
+    saved = mmu_update._l1_run
+    mmu_update._l1_run = fn
     try:
         yield
     finally:
-        mmu_update.l1_run = saved
+        mmu_update._l1_run = saved
 
 
 def entry(rnd: random.Random, m: Machine, fd: int) -> int:
