@@ -175,6 +175,6 @@ def exploit_writable_l1(c: Comparison, plan: Plan) -> None:
     c.expect_agrees("exploit-writable-l1")
 
 
-@check(exploit, points=5, name="exploit: no stale writable translation outlives a type change")
+@check(exploit, points=10, name="exploit: no stale writable translation outlives a type change")
 def exploit_stale_tlb(c: Comparison, plan: Plan) -> None:
     c.expect_agrees("exploit-stale-tlb")
