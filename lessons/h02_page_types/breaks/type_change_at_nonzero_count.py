@@ -1,7 +1,7 @@
 """The type changes whenever a different type is asked for, whatever the type count:
 ``get_page_type`` forgets that a type may change only at type count 0. A frame that a guest
-still maps writable can then become an L1 (and an L1 writable memory): one frame is both a
-writable page and a page table. The guest keeps its writable mapping of a frame Xen has
+still maps writable can then become an L1, an L1 in use an L2: one frame is both a writable
+page and a page table. The guest keeps its writable mapping of a frame Xen has
 just validated as its L1, rewrites an entry to name another domain's frame and reads that
 frame's secret. ``PIN_L1_TABLE`` of a writable frame is accepted where Xen answers EINVAL
 (``type.writable-mapped``), and the audit finds the frame mapped RW while it is an L1."""

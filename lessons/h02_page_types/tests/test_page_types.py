@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from hypervisor import abi
-from lessons.lab.testing import Comparison, Dom, Host, Plan, battery, check
+from lessons.lab.testing import Comparison, Dom, Fail, Host, Plan, battery, check
 
 P, RW, US, A = abi._PAGE_PRESENT, abi._PAGE_RW, abi._PAGE_USER, abi._PAGE_ACCESSED
 DOMS = (Dom(64), Dom(64))
@@ -170,11 +170,26 @@ def exploit(h: Host, plan: Plan) -> None:
         h.load(0, window + 512 * 4096 + 4096 * plan["forged"], 16)
 
 
+def expect_no_theft(c: Comparison, plan: Plan, label: str, how: str) -> None:
+    """The attack labelled ``label`` must go as on Xen; if d0 read the secret, say so."""
+    stolen = [d for d in c.diverging(label) if d.kind == "load" and d.your_value == plan["secret"]]
+    if stolen:
+        first = c.diverging(label)[0]
+        raise Fail(
+            f"the exploit worked: d0 read d1's secret {plan['secret']} {how}. It could, "
+            f"because {first.message(c.who)}",
+            first.rule,
+        )
+    c.expect_agrees(label)
+
+
 @check(exploit, points=10, name="exploit: a frame d0 maps writable never becomes its L1")
 def exploit_writable_l1(c: Comparison, plan: Plan) -> None:
-    c.expect_agrees("exploit-writable-l1")
+    how = "through an entry it stored by hand into a frame it hooked in as an L1"
+    expect_no_theft(c, plan, "exploit-writable-l1", how)
 
 
 @check(exploit, points=10, name="exploit: no stale writable translation outlives a type change")
 def exploit_stale_tlb(c: Comparison, plan: Plan) -> None:
-    c.expect_agrees("exploit-stale-tlb")
+    how = "through an entry it stored into its pinned L1 by a stale writable translation"
+    expect_no_theft(c, plan, "exploit-stale-tlb", how)

@@ -9,7 +9,7 @@ import random
 from collections.abc import Iterator
 
 from hypervisor import abi
-from lessons.lab.testing import Comparison, Dom, Host, Plan, battery, check
+from lessons.lab.testing import Comparison, Dom, Fail, Host, Plan, battery, check
 
 P, RW, US, A = abi._PAGE_PRESENT, abi._PAGE_RW, abi._PAGE_USER, abi._PAGE_ACCESSED
 PCD = abi._PAGE_PCD
@@ -193,14 +193,29 @@ def exploit(h: Host, plan: Plan) -> None:
         h.audit()
 
 
+def expect_no_theft(c: Comparison, plan: Plan, label: str, how: str) -> None:
+    """The attack labelled ``label`` must go as on Xen; if d0 read the secret, say so."""
+    stolen = [d for d in c.diverging(label) if d.kind == "load" and d.your_value == plan["secret"]]
+    if stolen:
+        first = c.diverging(label)[0]
+        raise Fail(
+            f"the exploit worked: d0 read d1's secret {plan['secret']} {how}. It could, "
+            f"because {first.message(c.who)}",
+            first.rule,
+        )
+    c.expect_agrees(label)
+
+
 @check(exploit, points=5, name="exploit: a refused L2 cannot take a live L1's type away")
 def exploit_drop_live_l1(c: Comparison, plan: Plan) -> None:
-    c.expect_agrees("exploit-drop-live-l1")
+    how = "by mapping writable a live L1 a refused L2 had devalidated"
+    expect_no_theft(c, plan, "exploit-drop-live-l1", how)
 
 
 @check(exploit, points=5, name="exploit: a writable frame cannot hide behind an empty slot")
 def exploit_behind_a_hole(c: Comparison, plan: Plan) -> None:
-    c.expect_agrees("exploit-behind-a-hole")
+    how = "through a frame it maps writable, hooked in as an L1 behind an empty slot"
+    expect_no_theft(c, plan, "exploit-behind-a-hole", how)
 
 
 @check(exploit, points=5, name="leak: a frame named by a refused L2 stays writable memory")
