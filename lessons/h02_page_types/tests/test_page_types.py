@@ -170,7 +170,7 @@ def exploit(h: Host, plan: Plan) -> None:
         h.load(0, window + 512 * 4096 + 4096 * plan["forged"], 16)
 
 
-def expect_no_theft(c: Comparison, plan: Plan, label: str, how: str) -> None:
+def expect_no_theft(c: Comparison, plan: Plan, label: str, how: str, rule: str = "") -> None:
     """The attack labelled ``label`` must go as on Xen; if d0 read the secret, say so."""
     stolen = [d for d in c.diverging(label) if d.kind == "load" and d.your_value == plan["secret"]]
     if stolen:
@@ -178,9 +178,9 @@ def expect_no_theft(c: Comparison, plan: Plan, label: str, how: str) -> None:
         raise Fail(
             f"the exploit worked: d0 read d1's secret {plan['secret']} {how}. It could, "
             f"because {first.message(c.who)}",
-            first.rule,
+            first.rule or rule,
         )
-    c.expect_agrees(label)
+    c.expect_agrees(label, rule=rule)
 
 
 @check(exploit, points=10, name="exploit: a frame d0 maps writable never becomes its L1")
@@ -192,4 +192,4 @@ def exploit_writable_l1(c: Comparison, plan: Plan) -> None:
 @check(exploit, points=10, name="exploit: no stale writable translation outlives a type change")
 def exploit_stale_tlb(c: Comparison, plan: Plan) -> None:
     how = "through an entry it stored into its pinned L1 by a stale writable translation"
-    expect_no_theft(c, plan, "exploit-stale-tlb", how)
+    expect_no_theft(c, plan, "exploit-stale-tlb", how, rule="lesson.no-flush")
