@@ -160,9 +160,16 @@ def run_battery(
 
     chan.send({"kind": "lab.battery", "key": item["key"]})
     ops: list[dict[str, Any]] = []
-    seam.reset()  # the start-of-day machine is built by the reference
+    seam.reset()  # the start-of-day machine is built by the reference ...
     try:
-        host, error = run(b, item["plan"], lambda: _install(installed))
+        try:
+            host, error = run(b, item["plan"], lambda: _install(installed))
+        except NotImplementedError:
+            # ... where this stripped copy has one: the domain builder validates the boot
+            # tables through get_page_type and promote_l2_table (h02, h03), so there it
+            # is built with the student's functions, as Xen builds dom0 with its own.
+            _install(installed)
+            host, error = run(b, item["plan"])
         ops = host.ops
     except BaseException as exc:  # the machine could not even be built
         error = f"{type(exc).__name__}: {exc}"[:4000]
