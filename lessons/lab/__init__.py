@@ -10,6 +10,7 @@ Modules, bottom up:
 - ``jail`` / ``child`` / ``sandbox``: running student code in a locked-down child process
 - ``grader``: one lesson graded from a trusted replay of what the child did
 - ``results`` / ``report``: the result model and its console, Gradescope, PrairieLearn forms
+- ``diagnosis``: the diagnosis track (instances made from identities, answers in TOML)
 - ``cli``, ``bundle``, ``gradebook``: the command and the engines courses run it on
 
 This ``__init__`` imports nothing, so that the child process loads only what it needs.
