@@ -42,8 +42,8 @@ rebound to its plain variant, so the student's function sees every call.
   out of the hypercall or the store unchanged (no trace record), and the
   machine may be half-updated: the caller treats it as broken.
 
-The lesson functions
---------------------
+The hypervisor track's lesson functions
+---------------------------------------
 
 Types: ``xen`` is the machine's :class:`~hypervisor.mm.state.XenState`;
 ``pg``/``c_pg`` a :class:`~hypervisor.mm.frames.PageInfo`; ``d``/``l1_owner``/
