@@ -76,7 +76,10 @@ def _get_io(xen: XenState, e: int, mfn: Mfn, l1_owner: PvDomain, pg_owner: PvDom
 
 def l1e_flip_error(flip: int) -> str | None:
     """What is wrong with ``flip`` as ``get_page_from_l1e``'s return value
-    (None: nothing): it is 0 or cache attribute bits, never an errno."""
+    (None: nothing), checked by the seam on a swapped implementation: Xen's
+    positive return is the cache attribute bits the caller flips (0, or some
+    of PCD|PWT|PAT); a refusal is raised, never returned as an errno.
+    mm.c ``get_page_from_l1e``."""
     if flip & ~L1_CACHE_ATTRS or flip < 0:
         return (
             f"get_page_from_l1e returns the cache attribute bits to flip"
