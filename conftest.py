@@ -29,16 +29,42 @@ pytest_collect_file = Sybil(
 ).pytest()
 
 
-ONE_WORKER_MODULES = frozenset({"tests/docs/test_site_browser.py"})
-"""Test modules whose tests share a costly module-scoped fixture (one Chromium and
-its Pyodide), kept on one worker like a page so the fixture is made once."""
+ONE_WORKER = {
+    "tests/docs/test_reference.py": "the built site",
+    "tests/docs/test_site_browser.py": "the built site",
+    "tests/lab/test_lab_engines.py": "tests/lab/test_lab_engines.py",
+    "tests/lab/test_lab_hostile.py": "tests/lab/test_lab_hostile.py",
+}
+"""Test modules whose tests share something costly, kept on one worker like a page:
+the tutorial site (built once, then one Chromium and its Pyodide), the Gradescope
+run of the whole course, and the hostile submissions (each graded once for all the
+tests that look at it)."""
+
+LONG_FIRST = (
+    "tests/property/test_hypercall_machine.py",
+    "tests/property/test_recipe_machine.py",
+    "tests/minikern/test_workload_machine.py",
+    "tests/lab/test_lab_grading.py::test_verify_holds_for_every_lesson",
+)
+"""The suite's long poles, run first so that the two workers end together (xdist
+hands out work in collection order once the groups above are out)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests named by ``LONG_FIRST`` to the front, in that order."""
+
+    def rank(item: pytest.Item) -> int:
+        hits = [i for i, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)]
+        return hits[0] if hits else len(LONG_FIRST)
+
+    items.sort(key=rank)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``--dist loadgroup``: xdist's group scheduling, where the examples of
     one ``.md`` page also form one group (they share a namespace), so they run
-    in order on one worker, and so do the tests of each of ``ONE_WORKER_MODULES``,
+    in order on one worker, and so does each group of ``ONE_WORKER``,
     while every other test spreads over both workers.
 
     (The pages are grouped here, by node id, rather than with ``xdist_group``
@@ -51,8 +77,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class PageGroupScheduling(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            if path.endswith(".md") or path in ONE_WORKER_MODULES:
+            if path.endswith(".md"):
                 return path
-            return super()._split_scope(nodeid)
+            return ONE_WORKER.get(path) or super()._split_scope(nodeid)
 
     return PageGroupScheduling(config, log)

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
 from lessons.lab import bundle, cli, diagnosis, report, source, workspace
@@ -71,30 +73,67 @@ def _autograder(tmp: Path, gradescope_zip: Path, text_of: dict[str, str]) -> dic
     return data
 
 
-def test_run_autograder_gives_the_reference_full_marks(
-    tmp_path: Path, gradescope_zip: Path
-) -> None:
+def answered_by_reference() -> set[str]:
+    """Half of each track's lessons, alternately: the one Gradescope run below gets the
+    reference for these and the starter for the others."""
+    by_track: dict[str, list[Lesson]] = {}
+    for each in all_lessons():
+        by_track.setdefault(each.track, []).append(each)
+    return {each.id for lessons in by_track.values() for each in lessons[::2]}
+
+
+@attrs.frozen
+class Autograded:
+    """What one Gradescope run reported: each lesson's tests by lesson id, and the output
+    shown to the student."""
+
+    tests: dict[str, list[dict[str, Any]]]
+    output: str
+
+
+@pytest.fixture(scope="module")
+def autograded(tmp_path_factory: pytest.TempPathFactory, gradescope_zip: Path) -> Autograded:
+    """One run of ``run_autograder`` on a submission of reference and starter answers:
+    each lesson's tests in its results, by lesson id."""
+    ref = answered_by_reference()
     data = _autograder(
-        tmp_path,
+        tmp_path_factory.mktemp("autograder"),
         gradescope_zip,
-        {lesson.id: reference(lesson) for lesson in all_lessons()},
+        {each.id: (reference if each.id in ref else starter)(each) for each in all_lessons()},
     )
     tests = data["tests"]
     assert isinstance(tests, list)
-    assert data["score"] == sum(t["max_score"] for t in tests) > 0
+    by_lesson: dict[str, list[dict[str, Any]]] = {}
+    for t in tests:
+        lesson_id = next(tag for tag in t["tags"] if tag.startswith("lesson:"))[7:]
+        by_lesson.setdefault(lesson_id, []).append(t)
+    return Autograded(by_lesson, str(data["output"]))
 
 
-def test_run_autograder_gives_the_starter_zero(tmp_path: Path, gradescope_zip: Path) -> None:
-    data = _autograder(
-        tmp_path,
-        gradescope_zip,
-        {lesson.id: starter(lesson) for lesson in all_lessons()},
-    )
-    assert data["score"] == 0
-    assert data["tests"]
-    diagnosis_ids = [each.id for each in all_lessons() if each.track == "diagnosis"]
-    output = str(data["output"])
-    assert all(f"your instance of {i}" in output for i in diagnosis_ids)
+def test_run_autograder_gives_the_reference_full_marks(autograded: Autograded) -> None:
+    ref = answered_by_reference()
+    assert all(autograded.tests.get(i) for i in ref)
+    lost = [t["name"] for i in ref for t in autograded.tests[i] if t["score"] != t["max_score"]]
+    assert lost == []
+
+
+def test_run_autograder_gives_the_starter_zero(autograded: Autograded) -> None:
+    starters = {each.id for each in all_lessons()} - answered_by_reference()
+    assert all(autograded.tests.get(i) for i in starters)
+    scored = [t["name"] for i in starters for t in autograded.tests[i] if t["score"] != 0]
+    assert scored == []
+
+
+def test_run_autograder_shows_each_diagnosis_lesson_short_of_full_marks_its_instance(
+    autograded: Autograded,
+) -> None:
+    short = [
+        each.id
+        for each in all_lessons()
+        if each.track == "diagnosis" and each.id not in answered_by_reference()
+    ]
+    assert short
+    assert [i for i in short if f"your instance of {i}" not in autograded.output] == []
 
 
 def test_prairielearn_entrypoint_grades_slash_grade(tmp_path: Path, lesson: Lesson) -> None:

@@ -12,6 +12,7 @@ import pytest
 from lessons.lab import cli
 from lessons.lab.grader import Options, grade_lesson
 from lessons.lab.lessons import LESSONS_DIR, Lesson
+from lessons.lab.results import LessonResult
 from lessons.lab.sandbox import _sandbox_uid
 from tests.lab.conftest import write
 
@@ -219,33 +220,43 @@ def sandbox_processes() -> list[int]:
     return found
 
 
-@pytest.fixture
-def quick(lesson: Lesson) -> Lesson:
-    """Lesson 04 with a 2-second timeout, so the hanging cases end fast."""
-    return attrs.evolve(lesson, timeout_s=2)
+@attrs.frozen
+class Graded:
+    """Every hostile case graded once (lesson 04 with a 2-second timeout, so the hanging
+    cases end fast): its result and its test folder; then the sandbox user's processes
+    still alive after all of them."""
+
+    results: dict[str, tuple[LessonResult, Path]]
+    left_behind: list[int]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory, lesson: Lesson) -> Graded:
+    quick = attrs.evolve(lesson, timeout_s=2)
+    results = {}
+    for case in sorted(HOSTILE):
+        tmp = tmp_path_factory.mktemp(case)
+        folder = write(tmp / "sub", quick, HEAD + HOSTILE[case])
+        results[case] = (grade_lesson(quick, folder, Options()), tmp)
+    return Graded(results, sandbox_processes() if os.getuid() == 0 else [])
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_submission_scores_zero(tmp_path: Path, quick: Lesson, case: str) -> None:
-    folder = write(tmp_path / "sub", quick, HEAD + HOSTILE[case])
-    r = grade_lesson(quick, folder, Options())
+def test_hostile_submission_scores_zero(graded: Graded, case: str) -> None:
+    r, tmp = graded.results[case]
     assert r.status != "grader-error", r.message
     assert r.score == 0
     assert len(r.output) <= (1 << 20) + 200
-    assert not (tmp_path / "results.json").exists()
+    assert not (tmp / "results.json").exists()
 
 
-def test_hostile_submissions_leave_no_process_behind(tmp_path: Path, quick: Lesson) -> None:
-    for case in ("process-bomb", "thread-left-running", "infinite-loop"):
-        folder = write(tmp_path / case, quick, HEAD + HOSTILE[case])
-        grade_lesson(quick, folder, Options())
-    if os.getuid() == 0:  # the sandbox user exists only when the grader is root
-        assert sandbox_processes() == []
+@pytest.mark.skipif(os.getuid() != 0, reason="the sandbox user exists only when grading as root")
+def test_hostile_submissions_leave_no_process_behind(graded: Graded) -> None:
+    assert graded.left_behind == []
 
 
-def test_timeout_is_reported_as_a_timeout(tmp_path: Path, quick: Lesson) -> None:
-    folder = write(tmp_path / "sub", quick, HEAD + HOSTILE["infinite-loop"])
-    r = grade_lesson(quick, folder, Options())
+def test_timeout_is_reported_as_a_timeout(graded: Graded) -> None:
+    r, _ = graded.results["infinite-loop"]
     assert r.status == "timeout"
     assert all("timeout" in t.output for t in r.tests)
 
