@@ -26,7 +26,9 @@ def regions(rng: random.Random) -> Plan:
         "pages": [rng.randint(1, 4) for _ in vas],
         "touch": [rng.random() for _ in vas],
         "data": [rng.randbytes(8).hex() for _ in vas],
-        "others": [rng.randrange(1, 256) << 39 for _ in range(rng.randint(0, 2))],
+        "others": [
+            [rng.randrange(1, 256) << 39, rng.randint(1, 4)] for _ in range(rng.randint(0, 3))
+        ],
         "level": rng.choice([2, 3]),
         "pick": rng.random(),
     }
@@ -36,11 +38,12 @@ def regions(rng: random.Random) -> Plan:
 def refused_pin(s: Scene, plan: Plan) -> None:
     """A process maps its regions, writes to them, and forks: fork() never returns."""
     k = s.boot()
-    for n, va in enumerate(plan["others"], 1):
+    for n, (va, pages) in enumerate(plan["others"], 1):
         other = k.spawn()
-        other.mmap(va, PAGE, "rw")
-        other.write(va, bytes([n]))
-        s.say(f"process {other.pid} mapped and wrote a page at {va:#x}")
+        other.mmap(va, pages * PAGE, "rw")
+        for i in range(pages):
+            other.write(va + i * PAGE, bytes([n]))
+        s.say(f"process {other.pid} mapped {pages} page(s) at {va:#x} and wrote to each")
     p = k.spawn()
     k.switch_to(p)
     for va, n, data, touch in zip(
