@@ -48,6 +48,9 @@ __all__ = ["get_page_from_l1e", "l1_disallow_mask", "l1e_flip_error", "put_page_
 
 WRITABLE = PageType.WRITABLE
 NONE = PageType.NONE
+KERNEL_OR_GLOBAL = GUEST_KERNEL | _PAGE_GLOBAL
+"""A 64-bit guest's present L1 entry with USER and one of these is already
+adjusted (``adjust_guest_l1e`` would not change it)."""
 
 
 def l1_disallow_mask(d: PvDomain) -> int:
@@ -206,48 +209,57 @@ def promote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     as in Xen. Validation always runs with the L1's owner as FD: an L1 holding
     a foreign mapping cannot be (re)validated. A failed L1 is left untyped
     (``promote_l1_table`` never takes Xen's partial path).
+
+    The common cases of ``get_page_from_l1e`` are inlined (the domain's own
+    frame mapped read-only, writable once more, or writable for the first
+    time while untyped); every other entry goes through it.
     """
     d = xen.domains[pg.owner]  # type: ignore[index]
-    words = xen.mem.peek(mfn)
-    frames, domid, mask, pv64 = xen.frames, d.domid, d.l1_mask, d.pv64
-    for slot, e in enumerate(words):
+    words = xen.mem.peek(mfn)  # writable whenever an entry is present
+    get, domid, mask, pv64 = xen.frames.get, d.domid, d.l1_mask, d.pv64
+    for slot, e in enumerate(words.tolist()):
         if not e & _PAGE_PRESENT:
             continue
-        # The common cases of get_page_from_l1e, inlined: the domain's own
-        # frame mapped read-only, writable once more, or writable for the
-        # first time while untyped.
-        flip, done = 0, False
-        target = frames.get((e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
-        if target is not None and target.owner == domid and not e & mask and not target.xen_heap:
-            if not e & _PAGE_RW:
+        flip = 0
+        target = get((e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
+        if target is None or target.owner != domid or e & mask or target.xen_heap:
+            flip = _promote_entry(xen, mfn, words, slot, e, d)
+        elif not e & _PAGE_RW:
+            target.count += 1
+        elif target.type_count:
+            if target.type is WRITABLE:
                 target.count += 1
-                done = True
-            elif target.type_count:
-                if target.type is WRITABLE:
-                    target.count += 1
-                    target.type_count += 1
-                    done = True
-            elif target.type is NONE:
-                target.count += 1
-                target.type, target.type_count, target.validated = WRITABLE, 1, True
-                done = True
-        if not done:
-            try:
-                flip = get_page_from_l1e(xen, e, d, d)
-            except GuestError as err:
-                for undo in range(slot):
-                    if words[undo] & _PAGE_PRESENT:
-                        put_page_from_l1e(xen, words[undo], d)
-                note_validation_failure(xen, err, 1, mfn, slot, e)
-                raise
-        a = e ^ flip
-        if pv64:  # adjust_guest_l1e, inlined
-            if not a & _PAGE_USER:
-                a |= GUEST_KERNEL | _PAGE_USER
-            if not a & GUEST_KERNEL:
-                a |= _PAGE_GLOBAL | _PAGE_USER
-        if a != e:
-            xen.mem.words(mfn)[slot] = a
+                target.type_count += 1
+            else:
+                flip = _promote_entry(xen, mfn, words, slot, e, d)
+        elif target.type is NONE:
+            target.count += 1
+            target.type, target.type_count, target.validated = WRITABLE, 1, True
+        else:
+            flip = _promote_entry(xen, mfn, words, slot, e, d)
+        if flip or (pv64 and (not e & _PAGE_USER or not e & KERNEL_OR_GLOBAL)):
+            a = e ^ flip
+            if pv64:  # adjust_guest_l1e, inlined
+                if not a & _PAGE_USER:
+                    a |= GUEST_KERNEL | _PAGE_USER
+                if not a & GUEST_KERNEL:
+                    a |= _PAGE_GLOBAL | _PAGE_USER
+            words[slot] = a
+
+
+def _promote_entry(
+    xen: XenState, mfn: Mfn, words: memoryview, slot: int, e: int, d: PvDomain
+) -> int:
+    """``promote_l1_table``'s call of ``get_page_from_l1e`` for entry ``slot``;
+    on a refusal, the earlier entries' references are released first."""
+    try:
+        return get_page_from_l1e(xen, e, d, d)
+    except GuestError as err:
+        for undo in range(slot):
+            if words[undo] & _PAGE_PRESENT:
+                put_page_from_l1e(xen, words[undo], d)
+        note_validation_failure(xen, err, 1, mfn, slot, e)
+        raise
 
 
 @steps.plain_variant(promote_l1_table, inlines=[get_page_from_l1e, get_page_type])
@@ -275,7 +287,27 @@ def _promote_l1_table_plain(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
 
 @registers(DEMOTE, PageType.L1)
 def demote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
-    """Release every present entry's references (mm.c ``demote_l1_table``)."""
+    """Release every present entry's references (mm.c ``demote_l1_table``).
+    ``put_page_from_l1e``'s common case is inlined: a reference that is not
+    the frame's last (a writable entry's type reference with it)."""
+    d = xen.domains[pg.owner]  # type: ignore[index]
+    get = xen.frames.get
+    for e in xen.mem.peek(mfn).tolist():
+        if e & _PAGE_PRESENT:
+            # (I/O frames have no metadata: target None)
+            target = get((e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
+            if target is not None and target.count > 1:
+                if e & _PAGE_RW:
+                    target.type_count -= 1
+                target.count -= 1
+            else:
+                put_page_from_l1e(xen, e, d)
+
+
+@steps.plain_variant(demote_l1_table, inlines=[put_page_type])
+def _demote_l1_table_plain(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
+    """``demote_l1_table`` calling ``put_page_from_l1e`` for every present
+    entry; bound while ``put_page_type`` is swapped. mm.c ``demote_l1_table``."""
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.peek(mfn)
     for slot in range(512):

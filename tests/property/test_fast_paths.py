@@ -22,10 +22,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis_profiles import machine_settings
 
-from hypervisor import FrameInfo, HypercallError, Hypervisor, abi, rules
+from hypervisor import FrameInfo, HypercallError, Hypervisor, PageType, abi, rules
 from hypervisor.abi import MmuExtOp, MmuUpdate
 from hypervisor.hw.memory import ZERO_WORDS
 from hypervisor.hypercalls import mmu_update
+from hypervisor.mm import l1, refs
 
 pytestmark = pytest.mark.property
 
@@ -49,9 +50,13 @@ class Machine:
         first_free = first_table + si.nr_pt_frames
         p2m = self.dom.initial_p2m
         self.l1, self.spare = p2m[first_free], p2m[first_free + 1]
-        for pfn in (first_free, first_free + 1):  # unmapped: untyped, count 1
+        for pfn in (first_free, first_free + 1, first_free + 2):  # unmapped: type count 0
             self.v.update_va_mapping(si.virt_base + pfn * 4096, 0, abi.UVMF_INVLPG)
         self.v.mmuext_op([MmuExtOp(abi.MMUEXT_PIN_L1_TABLE, self.l1)])
+        untyped = p2m[first_free + 2]  # a failed pin leaves it of type NONE
+        self.v.mmu_update([MmuUpdate(untyped << 12, (TOTAL_FRAMES - 1) << 12 | P)])
+        with pytest.raises(HypercallError):
+            self.v.mmuext_op([MmuExtOp(abi.MMUEXT_PIN_L1_TABLE, untyped)])
         self.tables = [p2m[first_table + i] for i in range(si.nr_pt_frames)]
         self.owned = {
             abi.DOMID_SELF: [*(p2m[p] for p in range(first_free + 2, first_free + 8)), self.spare],
@@ -89,14 +94,15 @@ def l1_run(fn: Callable[..., int]) -> Iterator[None]:
         mmu_update._l1_run = saved
 
 
-def entry(rnd: random.Random, m: Machine, fd: int) -> int:
+def entry(rnd: random.Random, m: Machine, fd: int, odd: float = 0.06) -> int:
     """An entry: mostly present, mapping one of FD's own frames with ordinary
-    flags (the fast path), now and then anything else."""
+    flags (the fast path); with probability ``odd`` each, another frame or
+    one flag more or less."""
     if rnd.random() < 0.06:
         return 0
-    frames = m.owned[fd] if rnd.random() < 0.93 else m.targets()
+    frames = m.owned[fd] if rnd.random() >= odd else m.targets()
     flags = P | A | rnd.choice([0, RW, US, RW | US, RW | US | D])
-    if rnd.random() < 0.06:
+    if rnd.random() < odd:
         flags ^= rnd.choice(FLAGS)
     return rnd.choice(frames) << 12 | flags
 
@@ -185,3 +191,59 @@ def test_a_xen_heap_frame_with_cache_attributes_inside_a_run_is_refused() -> Non
     assert (refused.value.rule, refused.value.done) == (rules.L1_CACHE_ATTR_XEN_HEAP.id, 1)
     assert m.xen.frame(270).count == 1
     assert m.xen.audit() == []
+
+
+@contextmanager
+def plain_l1_validation() -> Iterator[None]:
+    """Validate and devalidate L1s with the plain variants."""
+    saved = refs.PROMOTE[PageType.L1], refs.DEMOTE[PageType.L1]
+    refs.PROMOTE[PageType.L1] = l1._promote_l1_table_plain
+    refs.DEMOTE[PageType.L1] = l1._demote_l1_table_plain
+    try:
+        yield
+    finally:
+        refs.PROMOTE[PageType.L1], refs.DEMOTE[PageType.L1] = saved
+
+
+def pin_and_unpin(m: Machine, entries: list[int]) -> list[tuple[Any, ...]]:
+    """Write ``entries`` into the spare frame, pin it as an L1, unpin it: the
+    outcome of each step. (An entry mapping the spare frame writable is
+    made read-only: a frame mapping itself writable is never a valid L1.)"""
+    entries = [e & ~RW if e >> 12 == m.spare else e for e in entries]
+    out = [
+        outcome(
+            m.v,
+            [MmuUpdate(m.spare << 12 | i * 8, e) for i, e in enumerate(entries)],
+            abi.DOMID_SELF,
+        )
+    ]
+    for cmd in (abi.MMUEXT_PIN_L1_TABLE, abi.MMUEXT_UNPIN_TABLE):
+        try:
+            out.append(("done", m.v.mmuext_op([MmuExtOp(cmd, m.spare)])))
+        except HypercallError as err:
+            out.append(("refused", err.errno, err.rule, err.done, str(err)))
+    return out
+
+
+@machine_settings(default=(40, 1), long=(400, 1))
+@given(
+    width=st.sampled_from([64, 32]),
+    privileged=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_l1_validation_fast_equals_plain(width: int, privileged: bool, seed: int) -> None:
+    """promote_l1_table and demote_l1_table against their plain variants, on
+    tables of random entries (mostly the domain's own frames): the same
+    answers, the same machine, a clean audit."""
+    rnd = random.Random(seed)
+    fast, plain = Machine(width, privileged), Machine(width, privileged)
+    for _ in range(3):
+        odd = rnd.choice([0.0, 0.0, 0.001, 0.01])
+        n = rnd.randrange(1, 513)
+        entries = [entry(rnd, fast, abi.DOMID_SELF, odd) for _ in range(n)]
+        got = pin_and_unpin(fast, entries)
+        with plain_l1_validation():
+            want = pin_and_unpin(plain, entries)
+        assert got == want, f"entries {[hex(e) for e in entries]}"
+        assert fast.snapshot() == plain.snapshot()
+        assert fast.xen.audit() == []
