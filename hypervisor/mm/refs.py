@@ -124,15 +124,20 @@ def type_mismatch_error(
 
 @steps.swappable
 def get_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, t: PageType, xen_l2: bool = False) -> None:
-    """Take a type reference of type ``t`` (mm.c ``_get_page_type``).
+    """Take one type reference of type ``t`` on frame ``mfn`` (``pg``); ``xen_l2``
+    is the ``PGT_pae_xen_l2`` mark, part of the type.
 
-    With a non-zero count the type must match. At count 0 the type may change
-    (Xen then flushes the owner's TLBs) and a page-table type is validated.
-    A failed validation holds nothing afterwards: the count is 0 and the frame
-    not validated. Its type word is reset to NONE (``validate_page``), except
-    for an L2-L4 that failed after its first slot: that one went through Xen's
+    With a non-zero type count only the same type (and mark) is allowed: one
+    more reference; any other is refused (:func:`type_mismatch_error`). At
+    count 0 the type may change: from any type but NONE the owner's TLBs are
+    flushed first (``xen.type_change_flush``), and the frame is no longer
+    validated. A page-table type not validated yet is validated by
+    ``PROMOTE[t]``. A failed validation holds nothing afterwards: count 0, no
+    mark, and type NONE (``validate_page``), except for an L2-L4 that failed
+    after its first slot (:func:`failed_partway`): that one went through Xen's
     partial path (``PGT_partial``, ``old_guest_table``, torn down by
     ``put_old_guest_table`` before the hypercall returns) and keeps type Ln.
+    mm.c ``_get_page_type``.
     """
     if pg.type_count:
         if pg.type is not t or pg.pae_xen_l2 is not xen_l2:
@@ -172,10 +177,13 @@ def failed_partway(err: GuestError, mfn: Mfn, t: PageType) -> bool:
 
 @steps.swappable
 def put_page_type(xen: XenState, mfn: Mfn, pg: PageInfo, container: PageInfo | None = None) -> None:
-    """Drop a type reference (mm.c ``_put_page_type``). ``container`` is the
-    table whose entry held it: a same-level container means a linear entry,
-    whose counters are undone. The last reference of a page table devalidates
-    it, releasing everything its entries held."""
+    """Drop one type reference of frame ``mfn`` (``pg``). ``container`` is the
+    table whose entry held it (None for a pin, a base pointer or an L1 entry):
+    one of the frame's own type means a linear entry, whose counters are undone
+    (with ``xen.config.linear_single_level``). The last reference of a
+    validated page table devalidates it first -- ``validated`` cleared, then
+    ``DEMOTE[type]`` releases everything its entries held. mm.c ``_put_page_type``.
+    """
     if container is not None and container.type is pg.type and xen.config.linear_single_level:
         pg.linear += 1
         container.linear -= 1
