@@ -254,16 +254,19 @@ def _demote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
 @registers(PROMOTE, PageType.L2)
 @steps.swappable
 def promote_l2_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
-    """Validate an L2: every present guest entry, in slot order, takes its
-    references (``get_page_from_lne``: a general and an L1 type reference on
-    the table it names, which validates that L1 the first time) and is stored
-    adjusted at once (``adjust_guest_l2e``).
+    """Validate an L2: every present entry of the guest's slots
+    (``guest_slots``), in slot order, takes its references
+    (``get_page_from_lne``: a general and an L1 type reference on the table it
+    names, which validates that L1 the first time) and is stored adjusted at
+    once (``adjust_guest_upper``, Xen's ``adjust_guest_l2e``).
 
-    The first failing entry stops the walk. The references of the entries
-    before it are released (Xen: at once for slot 0, else by
-    ``put_old_guest_table`` before the hypercall returns); those entries keep
-    their adjustments; the failure is noted and propagates. A PAE Xen L2 then
-    gets Xen's own slots (``init_xen_pae_l2_slots``). mm.c ``promote_l2_table``.
+    The first failing entry stops the walk. The references of the present
+    entries before it -- and only those: the failing one took nothing -- are
+    released (``put_page_from_lne``, last first; Xen: at once for slot 0, else
+    by ``put_old_guest_table`` before the hypercall returns); those entries
+    keep their adjustments; the failure is noted (``note_validation_failure``)
+    and propagates. A PAE Xen L2 then gets Xen's own slots
+    (``init_xen_pae_l2_slots``). mm.c ``promote_l2_table``.
     """
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.words(mfn)
