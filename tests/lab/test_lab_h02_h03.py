@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from lessons.lab import seam
-from lessons.lab.lessons import Lesson, load, load_file
+from lessons.lab.lessons import LESSONS_DIR, Lesson, load, load_file
 from lessons.lab.testing import Battery, Host, plan_rng, run_battery
+from tests.lab.conftest import grade_text
 
 H02, H03 = "h02_page_types", "h03_validate_l2"
 Op = dict[str, Any]
@@ -161,3 +164,57 @@ def test_h03_without_rollback_the_frame_stays_an_l1_for_good(brk: str | None) ->
     assert outcomes([remap]) == [("refused", "EBUSY", "l1.writable-pagetable")]
     assert audit["out"]["value"] > 0
     assert {v.check for v in host.xen.audit()} == {"general-count", "type-count"}
+
+
+# -- hostile submissions ---------------------------------------------------------------------
+
+CHECKOUT = str(LESSONS_DIR.parent)
+
+
+def _from_disk(module: str, functions: tuple[str, ...]) -> str:
+    """A submission that finds a copy of ``module``'s source on disk, execs the reference
+    definitions of ``functions`` in the live module's namespace and answers with them."""
+    rel = module.replace(".", "/") + ".py"
+    calls = "\n".join(f"{f} = lambda *a: NS['{f}'](*a)" for f in functions)
+    return f"""
+import ast, glob, importlib
+NS = dict(vars(importlib.import_module({module!r})))
+WANTED = {functions!r}
+for path in glob.glob({CHECKOUT!r} + "/{rel}") + glob.glob("/work/*/*/{rel}"):
+    try:
+        tree = ast.parse(open(path).read())
+    except Exception:
+        continue
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in WANTED]
+    for n in defs:
+        n.decorator_list = []
+    if len(defs) == len(WANTED) and all("NotImplementedError" not in ast.unparse(n) for n in defs):
+        exec(compile(ast.Module(defs, []), "ref", "exec"), NS)
+        break
+{calls}
+"""
+
+
+HOSTILE = {
+    (H02, "reads-the-reference-from-disk"): _from_disk(
+        "hypervisor.mm.refs", ("get_page_type", "put_page_type")
+    ),
+    (H03, "reads-the-reference-from-disk"): _from_disk(
+        "hypervisor.mm.upper", ("promote_l2_table",)
+    ),
+    (H03, "calls-the-dispatch-table"): """
+from hypervisor.mm import refs
+from hypervisor.mm.frames import PageType
+
+def promote_l2_table(xen, mfn, pg):
+    return refs.PROMOTE[PageType.L2](xen, mfn, pg)
+""",
+}
+
+
+@pytest.mark.parametrize("key", sorted(HOSTILE), ids=lambda k: f"{k[0][:3]}-{k[1]}")
+def test_hostile_submission_scores_zero(tmp_path: Path, key: tuple[str, str]) -> None:
+    lesson = attrs.evolve(load(key[0]), timeout_s=10)
+    r = grade_text(tmp_path, lesson, "from __future__ import annotations\n" + HOSTILE[key])
+    assert r.status in ("graded", "timeout"), r.message
+    assert r.score == 0, [t.name for t in r.tests if t.passed]
