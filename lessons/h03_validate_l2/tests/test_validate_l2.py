@@ -87,7 +87,15 @@ def l2_tables(h: Host, plan: Plan) -> None:
         write_table(h, va_m, {b: pte(x1, P | A), 511: pte(x3, P | RW | US | A)})
         write_table(h, va_m, {c: pte(m, P | A)})  # a linear entry: the L2 itself, read-only
         h.update_va_mapping(0, va_m, 0)
-        pin_and_unpin(h, m, (x1, x2, x3, data))
+        h.mmuext(0, abi.MMUEXT_PIN_L2_TABLE, m, touch=(x1, x2, x3, data))
+    with h.case("adjusted"):
+        h.update_va_mapping(0, va_m, pte(m, P | A))  # read-only: d0 reads its own L2
+        for slot in (0, a, b, c, 511):
+            h.load(0, va_m + 8 * slot, 8)
+        h.update_va_mapping(0, va_m, 0)
+    with h.case("valid"):
+        h.mmuext(0, abi.MMUEXT_UNPIN_TABLE, m, touch=(x1, x2, x3, data))
+        h.audit()
     with h.case("holes"):
         m = table(h, frames, {a: pte(x1, P | RW | A), d: pte(x2, P | A), 511: pte(x3, P | A)})
         pin_and_unpin(h, m, (x1, x2, x3, data))
@@ -121,6 +129,11 @@ def l2_tables(h: Host, plan: Plan) -> None:
 @check(l2_tables, points=10, name="validate: every present entry takes its L1's references")
 def validates(c: Comparison, plan: Plan) -> None:
     c.expect_agrees("valid")
+
+
+@check(l2_tables, points=5, name="adjust: each entry is stored as Xen adjusts it (USER added)")
+def adjusted(c: Comparison, plan: Plan) -> None:
+    c.expect_agrees("adjusted", rule="lesson.adjust")
 
 
 @check(l2_tables, points=10, name="slots: every slot is checked, holes or not")
