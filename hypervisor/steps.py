@@ -9,7 +9,7 @@ with one difference: the hypervisor's hot paths (``mmu_update``, pinning) must
 not pay for the seam, so :func:`swappable` returns the function UNCHANGED and
 a swap works by **rebinding**::
 
-    with steps.override(l1.get_page_from_l1e, mine):   # typed: mypy checks the signature
+    with steps.override(l1.get_page_from_l1e, mine):   # typed (ParamSpec), as minikern's
         vcpu.mmu_update(reqs)
 
     steps.install("hypervisor.mm.l1:get_page_from_l1e", fn)   # by name (the lab's child)
@@ -56,15 +56,14 @@ h01_l1_entry_rules
   - ``hypervisor.mm.l1:get_page_from_l1e(xen, e: int, l1_owner, pg_owner) -> int``
     -- the references a present L1 entry needs (flags, I/O memory, owner, the
     writable type); returns the cache bits to flip (Xen's positive return:
-    0, or bits of PCD|PWT|PAT). Inlined by ``promote_l1_table``.
+    0, or bits of PCD|PWT|PAT).
 h02_page_types
   - ``hypervisor.mm.refs:get_page_type(xen, mfn: Mfn, pg, t, xen_l2: bool) -> None``
     -- take a type reference; a type changes only at count 0 (flush, validate
-    through ``PROMOTE[t]``). Inlined by ``get_page_from_l1e`` and
-    ``promote_l1_table``.
+    through ``PROMOTE[t]``).
   - ``hypervisor.mm.refs:put_page_type(xen, mfn: Mfn, pg, container: PageInfo |
     None) -> None`` -- drop one; the last of a page table devalidates it
-    (``DEMOTE[t]``). Inlined by ``put_page_from_l1e``.
+    (``DEMOTE[t]``).
 h03_validate_l2
   - ``hypervisor.mm.upper:promote_l2_table(xen, mfn: Mfn, pg) -> None`` -- validate
     an L2, rolling back the references already taken on a failure
@@ -77,7 +76,10 @@ h05_trapped_writes
     int, old: int, new: int, size: int) -> str | None`` -- the checked update of
     a trapped store into a live L1; None when emulated, else why not.
 
-:data:`REGISTRY` is the authority: ``sorted(REGISTRY)``.
+:data:`REGISTRY` is the authority: ``sorted(REGISTRY)``. :data:`PLAIN` lists the
+fast paths that inline some of them (``promote_l1_table``, ``get_page_from_l1e``
+itself, ``put_page_from_l1e``, ``mmu_update``'s run of L1 updates, ...) with their
+plain variants and what each inlines.
 """
 
 from __future__ import annotations

@@ -417,3 +417,8 @@ def test_a_swapped_put_page_type_sees_every_writable_entry_an_mmu_update_batch_r
         w.a.mmu_update(reqs)  # two of the four replaced entries were writable
         assert seen[0] == 2
     audit_clean(w.xen)
+
+
+def test_lesson_function_finds_the_record_of_a_plain_variant() -> None:
+    name = "hypervisor.mm.l1:get_page_from_l1e"
+    assert steps.lesson_function(l1._get_page_from_l1e_plain).name == name
