@@ -11,6 +11,7 @@ grants write access to one.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 
 import attrs
@@ -46,27 +47,62 @@ class Violation:
 Counts = dict[Mfn, int]
 
 
+@attrs.frozen
+class _Held:
+    """What the entries of one table hold, read from its exact bytes: ``key``
+    (its level and layout, then the bytes), the frame of every general
+    reference (``held``) and type reference (``typed``) its entries take, and
+    for an L1 the distinct frames it maps RW (``rw``), for an L2-L4 the
+    ``(slot, target)`` of each entry (``pairs``)."""
+
+    key: tuple[int, bool, bool, bytes]
+    held: tuple[Mfn, ...]
+    typed: tuple[Mfn, ...]
+    rw: tuple[Mfn, ...]
+    pairs: tuple[tuple[int, Mfn], ...]
+
+
+_MEMO: weakref.WeakKeyDictionary[XenState, dict[Mfn, _Held]] = weakref.WeakKeyDictionary()
+"""Per machine: each live table's :class:`_Held`, as of the bytes it was
+read from. A table is read again whenever its bytes (or its level or layout)
+differ, so the audit stays a full recount: only re-reading identical bytes
+is skipped."""
+
+
 def audit(xen: XenState) -> list[Violation]:
     """Every inconsistency between the stored counters and the machine's
     actual state; empty when all is well. (Cheap when all is well: one pass
-    over the frame table and the validated tables; words only for what is
-    wrong.)"""
+    over the frame table, the references of each live table counted in C and
+    remembered by the table's bytes, words only for what is wrong.)"""
     out: list[Violation] = []
     frames = xen.frames
-    gc: Counter[Mfn] = Counter()  # references from entries and base pointers
-    tc: Counter[Mfn] = Counter()
+    held: list[Mfn] = []  # one item per general reference from entries and base pointers
+    typed: list[Mfn] = []
     lin: Counts = {}
     for d in xen.domains.values():
         for v in d.vcpus:
             bases = [b for b in (v.guest_table, v.guest_table_user) if b]
-            gc.update(bases)
-            tc.update(bases)
+            held += bases
+            typed += bases
     live = [m for m, pg in frames.items() if 0 < pg.type < 5 and pg.validated and pg.type_count]
+    not_writable = {m for m, pg in frames.items() if pg.type is not PageType.WRITABLE}
+    memo = _MEMO.setdefault(xen, {})
+    seen: dict[Mfn, _Held] = {}
     for mfn in live:
-        if frames[mfn].type == 1:
-            _count_l1(xen, mfn, out, gc, tc)
+        pg = frames[mfn]
+        table = seen[mfn] = _held_by(xen, mfn, memo.get(mfn))
+        held += table.held
+        typed += table.typed
+        if pg.type == 1:
+            if not not_writable.isdisjoint(table.rw):
+                for target in table.rw:
+                    if target in not_writable:
+                        out.extend(_safety_violations(xen, mfn, target))
         else:
-            _count_upper(xen, mfn, out, gc, tc, lin)
+            _check_upper(xen, mfn, table, out, lin)
+    _MEMO[xen] = seen
+    gc: Counter[Mfn] = Counter(held)
+    tc: Counter[Mfn] = Counter(typed)
     check_linear = xen.config.linear_single_level
     gget, tget, lget = gc.get, tc.get, lin.get
     suspects = [
@@ -91,6 +127,75 @@ def audit(xen: XenState) -> list[Violation]:
             out.append(Violation(mfn, "dangling", f"mfn {mfn:#x} is referenced but free"))
     out.extend(_tlb_violations(xen))
     return out
+
+
+def _held_by(xen: XenState, mfn: Mfn, known: _Held | None) -> _Held:
+    """What live table ``mfn``'s entries hold: ``known`` if it was read from
+    the very same bytes (and level and layout), else read afresh."""
+    pg = xen.frames[mfn]
+    d = xen.domains[pg.owner]  # type: ignore[index]
+    key = (int(pg.type), pg.pae_xen_l2, d.is_32bit, xen.mem.peek(mfn).tobytes())
+    if known is not None and known.key == key:
+        return known
+    if key[0] == 1:
+        return _read_l1(xen, key)
+    return _read_upper(xen, mfn, key, guest_slots(key[0], pg, d))
+
+
+def _read_l1(xen: XenState, key: tuple[int, bool, bool, bytes]) -> _Held:
+    """A validated L1's present entries: each RAM frame it maps holds a general
+    reference, and a type reference if mapped RW (I/O frames hold nothing)."""
+    total = xen.total_frames
+    present = [e for e in memoryview(key[3]).cast("Q") if e & _PAGE_PRESENT]
+    pairs = [(e, (e & PTE_MFN_MASK) >> PAGE_SHIFT) for e in present]  # pte_mfn, inlined
+    ram: list[tuple[int, Mfn]] = [(e, t) for e, t in pairs if IO_FRAMES <= t < total]  # type: ignore[misc]
+    writable = tuple(t for e, t in ram if e & _PAGE_RW)
+    return _Held(key, tuple(t for _e, t in ram), writable, tuple(set(writable)), ())
+
+
+def _read_upper(
+    xen: XenState, mfn: Mfn, key: tuple[int, bool, bool, bytes], slots: range | list[int]
+) -> _Held:
+    """A validated L2-L4's present guest entries (``slots``), but those naming
+    the table itself: each holds a general and a type reference."""
+    words = memoryview(key[3]).cast("Q")
+    present = [(slot, e) for slot, e in enumerate(words) if e & _PAGE_PRESENT]
+    if len(slots) < 512:
+        inside = set(slots)
+        present = [(slot, e) for slot, e in present if slot in inside]
+    pairs = tuple((slot, t) for slot, e in present if (t := pte_mfn(e)) != mfn)
+    targets = tuple(t for _slot, t in pairs)
+    return _Held(key, targets, targets, (), pairs)
+
+
+def _check_upper(xen: XenState, mfn: Mfn, table: _Held, out: list[Violation], lin: Counts) -> None:
+    """Check the targets of a validated L2-L4's entries: a table of the level
+    below (or of its own level: a linear entry, counted in ``lin``), validated."""
+    pg = xen.frames[mfn]
+    level = int(pg.type)
+    for slot, t in table.pairs:
+        tpg = xen.frames.get(t)
+        if tpg is None:
+            continue
+        if tpg.type is pg.type:
+            lin[mfn] = lin.get(mfn, 0) + 1
+            lin[t] = lin.get(t, 0) - 1
+        elif tpg.type is not _LOWER[level]:
+            out.append(
+                Violation(
+                    t,
+                    "entry-type",
+                    f"L{level} mfn {mfn:#x} slot {slot} points at a {tpg.type.name}",
+                )
+            )
+        if not tpg.validated:
+            out.append(
+                Violation(
+                    t,
+                    "entry-validated",
+                    f"L{level} mfn {mfn:#x} slot {slot} points at an unvalidated table",
+                )
+            )
 
 
 def _frame_violations(xen: XenState, mfn: Mfn, g: int, t: int, lin: int) -> list[Violation]:
@@ -121,25 +226,6 @@ def _frame_violations(xen: XenState, mfn: Mfn, g: int, t: int, lin: int) -> list
     return out
 
 
-def _count_l1(
-    xen: XenState, mfn: Mfn, out: list[Violation], gc: Counter[Mfn], tc: Counter[Mfn]
-) -> None:
-    """Count what a validated L1's present entries hold (I/O frames hold
-    nothing); an RW entry must map writable memory."""
-    total = xen.total_frames
-    present = [e for e in xen.mem.peek(mfn) if e & _PAGE_PRESENT]
-    pairs = [(e, (e & PTE_MFN_MASK) >> PAGE_SHIFT) for e in present]  # pte_mfn, inlined
-    ram: list[tuple[int, Mfn]] = [(e, t) for e, t in pairs if IO_FRAMES <= t < total]  # type: ignore[misc]
-    gc.update(t for _e, t in ram)
-    writable = [t for e, t in ram if e & _PAGE_RW]
-    tc.update(writable)
-    frames = xen.frames
-    for t in set(writable):
-        tpg = frames.get(t)
-        if tpg is not None and tpg.type is not PageType.WRITABLE:
-            out.extend(_safety_violations(xen, mfn, t))
-
-
 def _safety_violations(xen: XenState, mfn: Mfn, t: Mfn) -> list[Violation]:
     """Each RW entry of L1 ``mfn`` that maps ``t``, a frame that is not writable memory."""
     name = xen.frames[t].type.name
@@ -148,53 +234,6 @@ def _safety_violations(xen: XenState, mfn: Mfn, t: Mfn) -> list[Violation]:
         for slot, e in enumerate(xen.mem.peek(mfn))
         if e & (_PAGE_PRESENT | _PAGE_RW) == _PAGE_PRESENT | _PAGE_RW and pte_mfn(e) == t
     ]
-
-
-def _count_upper(
-    xen: XenState,
-    mfn: Mfn,
-    out: list[Violation],
-    gc: Counter[Mfn],
-    tc: Counter[Mfn],
-    lin: Counts,
-) -> None:
-    """Count what a validated L2-L4's guest entries hold, and check their targets."""
-    pg = xen.frames[mfn]
-    words = xen.mem.peek(mfn)
-    level = int(pg.type)
-    d = xen.domains[pg.owner]  # type: ignore[index]
-    slots = guest_slots(level, pg, d)
-    present = [(slot, e) for slot, e in enumerate(words) if e & _PAGE_PRESENT]
-    if len(slots) < 512:
-        present = [(slot, e) for slot, e in present if slot in slots]
-    for slot, e in present:
-        t = pte_mfn(e)
-        if t == mfn:
-            continue
-        gc[t] += 1
-        tc[t] += 1
-        tpg = xen.frames.get(t)
-        if tpg is None:
-            continue
-        if tpg.type is pg.type:
-            lin[mfn] = lin.get(mfn, 0) + 1
-            lin[t] = lin.get(t, 0) - 1
-        elif tpg.type is not _LOWER[level]:
-            out.append(
-                Violation(
-                    t,
-                    "entry-type",
-                    f"L{level} mfn {mfn:#x} slot {slot} points at a {tpg.type.name}",
-                )
-            )
-        if not tpg.validated:
-            out.append(
-                Violation(
-                    t,
-                    "entry-validated",
-                    f"L{level} mfn {mfn:#x} slot {slot} points at an unvalidated table",
-                )
-            )
 
 
 def _tlb_violations(xen: XenState) -> list[Violation]:

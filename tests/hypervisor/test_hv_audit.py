@@ -94,3 +94,22 @@ def test_a_stale_writable_translation_of_a_table_is_found() -> None:
     vcpu.store(si.virt_base + pfn * 4096, 0)  # caches a writable translation
     xen.state.frames[data].type = PageType.L1  # type: ignore[index]
     assert "stale-writable-tlb" in _checks(xen, data)
+
+
+def test_an_upper_entry_to_an_unvalidated_table_is_found() -> None:
+    xen, _base, l1, _data = _machine()
+    xen.state.frames[l1].validated = False  # type: ignore[index]
+    assert "entry-validated" in _checks(xen, l1)
+
+
+def test_a_table_changed_since_the_last_audit_is_read_again() -> None:
+    """The audit remembers what each table holds by its exact bytes: a store
+    that changes a table behind Xen's back is found at the next audit."""
+    xen, _base, l1, data = _machine()
+    assert xen.audit() == []
+    words = xen.state.mem.words(l1)  # type: ignore[arg-type]
+    slot = next(s for s in range(512) if not words[s])
+    words[slot] = data << abi.PAGE_SHIFT | abi._PAGE_PRESENT  # a reference nobody took
+    assert "general-count" in _checks(xen, data)
+    words[slot] = 0
+    assert xen.audit() == []
