@@ -3,6 +3,13 @@
 The yardstick: a loop of 64-bit stores into a ``memoryview`` of a ``bytearray``
 -- the cheapest way Python can write a page-table entry. Each figure is
 reported in nanoseconds per entry and as a multiple of that baseline.
+
+Both are CPU time of this process (``time.process_time_ns``), so other
+processes on a busy machine count as little as they can, and the baseline is
+measured again between the repetitions of every benchmark: each figure is the
+best repetition over the best baseline pass of the same stretch of time.
+The targets are issue 8's "no worse than today": ``mmu_update`` 19-22x and
+``PIN_L4`` 8-12x.
 """
 
 from __future__ import annotations
@@ -33,28 +40,33 @@ class Row:
     ok: bool | None = None
 
 
-def _best(fn: Callable[[], int], repeat: int = 5) -> float:
-    """Best-of-``repeat`` nanoseconds per item; ``fn`` returns its item count."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter_ns()
-        n = fn()
-        best = min(best, (time.perf_counter_ns() - t0) / n)
-    return best
+def _store_pass(words: memoryview) -> float:
+    """One pass of the baseline loop: CPU ns per 64-bit store."""
+    n = len(words)
+    val = 0x1234567 << 12 | 3
+    t0 = time.process_time_ns()
+    for i in range(n):
+        words[i] = val
+    return (time.process_time_ns() - t0) / n
 
 
 def baseline_ns() -> float:
-    """ns per 64-bit store into a memoryview of a bytearray."""
+    """CPU ns per 64-bit store into a memoryview of a bytearray (best of 9)."""
     words = memoryview(bytearray(8 * 512 * 64)).cast("Q")
-    n = len(words)
+    return min(_store_pass(words) for _ in range(9))
 
-    def loop() -> int:
-        val = 0x1234567 << 12 | 3
-        for i in range(n):
-            words[i] = val
-        return n
 
-    return _best(loop, 9)
+def _best(fn: Callable[[], int], repeat: int = 5) -> tuple[float, float]:
+    """``fn``'s best-of-``repeat`` CPU nanoseconds per item (``fn`` returns its
+    item count) and the best baseline measured around each repetition."""
+    words = memoryview(bytearray(8 * 512 * 64)).cast("Q")
+    best, base = float("inf"), min(_store_pass(words) for _ in range(3))
+    for _ in range(repeat):
+        t0 = time.process_time_ns()
+        n = fn()
+        best = min(best, (time.process_time_ns() - t0) / n)
+        base = min(base, _store_pass(words))
+    return best, base
 
 
 class _Guest:
@@ -96,7 +108,7 @@ class _Guest:
         self.v.write(self.va(pfn), data)
 
 
-def bench_mmu_update(base: float) -> Row:
+def bench_mmu_update() -> Row:
     """Batched L1 updates: 512 requests per mmu_update, each swapping the
     mapping of one slot between two data frames (a new writable reference
     taken, the old one dropped)."""
@@ -121,14 +133,13 @@ def bench_mmu_update(base: float) -> Row:
             g.v.mmu_update(batches[r & 1])
         return rounds * 512
 
-    ns = _best(run)
+    ns, base = _best(run, 9)
     assert not xen.audit()
-    return Row(
-        "mmu_update, 512 L1 updates per call", ns, "ns/entry", ns / base, "<= 25x", ns / base <= 25
-    )
+    ratio = ns / base
+    return Row("mmu_update, 512 L1 updates per call", ns, "ns/entry", ratio, "<= 22x", ratio <= 22)
 
 
-def bench_pin_1gib(base: float) -> Row:
+def bench_pin_1gib() -> Row:
     """Pin an L4 whose tree maps 1 GiB: 512 L1 tables, 262,144 entries validated."""
     xen = Hypervisor(total_frames=300_000)
     g = _Guest(xen, 280_000)
@@ -149,11 +160,10 @@ def bench_pin_1gib(base: float) -> Row:
         g.v.mmuext_op([MmuExtOp(abi.MMUEXT_UNPIN_TABLE, mfn)])  # devalidates: next pin redoes it
         return 512 * 512
 
-    ns = _best(pin, 3)
+    ns, base = _best(pin, 5)
     assert not xen.audit()
-    return Row(
-        "PIN_L4 of a 1 GiB tree (+ unpin)", ns, "ns/entry", ns / base, "<= 25x", ns / base <= 25
-    )
+    ratio = ns / base
+    return Row("PIN_L4 of a 1 GiB tree (+ unpin)", ns, "ns/entry", ratio, "<= 12x", ratio <= 12)
 
 
 _HWM = """
@@ -207,9 +217,8 @@ def bench_create_machine() -> list[Row]:
 
 
 def run() -> list[Row]:
-    base = baseline_ns()
-    rows = [Row("baseline: memoryview 64-bit store", base, "ns/entry", 1.0)]
-    rows.append(bench_mmu_update(base))
-    rows.append(bench_pin_1gib(base))
+    rows = [Row("baseline: memoryview 64-bit store", baseline_ns(), "ns/entry", 1.0)]
+    rows.append(bench_mmu_update())
+    rows.append(bench_pin_1gib())
     rows.extend(bench_create_machine())
     return rows
