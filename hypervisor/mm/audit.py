@@ -33,6 +33,7 @@ from hypervisor.mm.upper import guest_slots
 __all__ = ["Violation", "audit"]
 
 _LOWER = {2: PageType.L1, 3: PageType.L2, 4: PageType.L3}
+WRITABLE = PageType.WRITABLE
 
 
 @attrs.frozen
@@ -84,8 +85,10 @@ def audit(xen: XenState) -> list[Violation]:
             bases = [b for b in (v.guest_table, v.guest_table_user) if b]
             held += bases
             typed += bases
-    live = [m for m, pg in frames.items() if 0 < pg.type < 5 and pg.validated and pg.type_count]
-    not_writable = {m for m, pg in frames.items() if pg.type is not PageType.WRITABLE}
+    not_writable = {m: pg for m, pg in frames.items() if pg.type is not WRITABLE}
+    live = [
+        m for m, pg in not_writable.items() if 0 < pg.type < 5 and pg.validated and pg.type_count
+    ]
     memo = _MEMO.setdefault(xen, {})
     seen: dict[Mfn, _Held] = {}
     for mfn in live:
@@ -94,7 +97,7 @@ def audit(xen: XenState) -> list[Violation]:
         held += table.held
         typed += table.typed
         if pg.type == 1:
-            if not not_writable.isdisjoint(table.rw):
+            if not not_writable.keys().isdisjoint(table.rw):
                 for target in table.rw:
                     if target in not_writable:
                         out.extend(_safety_violations(xen, mfn, target))
@@ -122,7 +125,7 @@ def audit(xen: XenState) -> list[Violation]:
         g = pg.allocated + pg.xen_heap + pg.pinned + gget(mfn, 0)
         t = pg.xen_heap + pg.pinned + tget(mfn, 0)
         out.extend(_frame_violations(xen, mfn, g, t, lget(mfn, 0)))
-    for mfn in gc.keys() - frames.keys():
+    for mfn in [m for m in gc if m not in frames]:
         if gc[mfn] and not xen.is_io(mfn):
             out.append(Violation(mfn, "dangling", f"mfn {mfn:#x} is referenced but free"))
     out.extend(_tlb_violations(xen))
