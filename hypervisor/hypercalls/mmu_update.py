@@ -153,9 +153,8 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
     get, fast_l1 = xen.frames.get, xen.fast_l1
     l1_mask, pv64, fd = pt_dom.l1_mask, pt_dom.pv64, pg_dom.domid
     base = l1mfn << PAGE_SHIFT
-    n = len(reqs)
     try:
-        while i < n:
+        for i in range(i, len(reqs)):  # noqa: B020 -- the run goes on from i; the handler reads it
             r = reqs[i]
             if type(r) is not MmuUpdate:
                 return i
@@ -180,7 +179,6 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                         nl1e |= _PAGE_GLOBAL | _PAGE_USER
                 if not (ol1e ^ nl1e) & fast_l1:
                     words[slot] = nl1e
-                    i += 1
                     continue
                 pg = get((nl1e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
                 if (
@@ -193,23 +191,20 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                     if nl1e & _PAGE_RW:
                         pg.type_count += 1
                     words[slot] = nl1e
-                    if ol1e & _PAGE_PRESENT:
-                        old_mfn = (ol1e & PTE_MFN_MASK) >> PAGE_SHIFT
-                        old = get(old_mfn)  # type: ignore[call-overload]
-                        if old is not None and old.count > 1 and old_mfn >= IO_FRAMES:
+                    if ol1e & _PAGE_PRESENT:  # (I/O frames have no metadata: old None)
+                        old = get((ol1e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
+                        if old is not None and old.count > 1:
                             if ol1e & _PAGE_RW:
                                 old.type_count -= 1
                             old.count -= 1
                         else:
                             put_page_from_l1e(xen, ol1e, pt_dom)
-                    i += 1
                     continue
             mod_l1_entry(xen, l1mfn, words, slot, val, pt_dom, pg_dom)
-            i += 1
     except GuestError as err:
         err.done = i
         raise
-    return i
+    return len(reqs)
 
 
 @steps.plain_variant(_l1_run, inlines=[get_page_from_l1e, get_page_type, put_page_type])
