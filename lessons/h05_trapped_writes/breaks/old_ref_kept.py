@@ -34,6 +34,13 @@ def ptwr_emulated_update(
     try:
         mod_l1_entry(xen, l1mfn, words, slot, new, d, d, fastpath=False)
     except GuestError as err:
+        if d.is_32bit and size == 4 and va & 4 and new & _PAGE_PRESENT:
+            new &= ~_PAGE_PRESENT  # the PAE upper half: stored not present
+            mod_l1_entry(xen, l1mfn, words, slot, new, d, d, fastpath=False)
+            xen.stats["trapped_writes"] += 1
+            record = TrappedWriteRecord(clock, d.domid, v.vcpu_id, va, l1mfn, slot, old, new, 0)
+            xen.tracer.emit(record)
+            return None
         if extra:
             l1.put_page_from_l1e(xen, current, d)
         xen.tracer.emit(
