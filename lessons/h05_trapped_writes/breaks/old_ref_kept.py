@@ -7,7 +7,7 @@ entry."""
 
 from __future__ import annotations
 
-from hypervisor.abi import _PAGE_PRESENT
+from hypervisor.abi import _PAGE_PRESENT, Mfn
 from hypervisor.console import Refusal
 from hypervisor.errors import GuestError
 from hypervisor.mm import l1
@@ -18,7 +18,7 @@ from hypervisor.trace import TrappedWriteRecord
 
 
 def ptwr_emulated_update(
-    xen: XenState, v: PvVcpu, va: int, l1mfn: int, slot: int, old: int, new: int, size: int
+    xen: XenState, v: PvVcpu, va: int, l1mfn: Mfn, slot: int, old: int, new: int, size: int
 ) -> str | None:
     d = v.domain
     clock = xen.tracer.clock

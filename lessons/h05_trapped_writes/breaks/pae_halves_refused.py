@@ -5,6 +5,7 @@ cleared; here the guest takes a page fault Xen would not have given it."""
 
 from __future__ import annotations
 
+from hypervisor.abi import Mfn
 from hypervisor.console import Refusal
 from hypervisor.errors import GuestError
 from hypervisor.mm.domain import PvVcpu
@@ -14,7 +15,7 @@ from hypervisor.trace import TrappedWriteRecord
 
 
 def ptwr_emulated_update(
-    xen: XenState, v: PvVcpu, va: int, l1mfn: int, slot: int, old: int, new: int, size: int
+    xen: XenState, v: PvVcpu, va: int, l1mfn: Mfn, slot: int, old: int, new: int, size: int
 ) -> str | None:
     d = v.domain
     clock = xen.tracer.clock

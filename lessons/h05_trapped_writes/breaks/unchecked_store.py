@@ -8,13 +8,14 @@ fault."""
 
 from __future__ import annotations
 
+from hypervisor.abi import Mfn
 from hypervisor.mm.domain import PvVcpu
 from hypervisor.mm.state import XenState
 from hypervisor.trace import TrappedWriteRecord
 
 
 def ptwr_emulated_update(
-    xen: XenState, v: PvVcpu, va: int, l1mfn: int, slot: int, old: int, new: int, size: int
+    xen: XenState, v: PvVcpu, va: int, l1mfn: Mfn, slot: int, old: int, new: int, size: int
 ) -> str | None:
     d = v.domain
     xen.mem.words(l1mfn)[slot] = new
