@@ -6,6 +6,11 @@ STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PKGS   := hypervisor minikern $(wildcard lessons)
 LINTED := $(wildcard hypervisor minikern lessons tests benchmarks docs conftest.py)
 
+# Bytecode is cached (in __pycache__/, ignored by git) whatever the environment says:
+# with PYTHONDONTWRITEBYTECODE set, each test worker and each `python -m minikern` a
+# test starts compiles every module again (and pytest rewrites every test module).
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: test test-long lint typecheck pytest demo bench docs docs-serve clean
 
 # uv (from PyPI, into the venv) installs the project: a fresh bootstrap takes seconds,
