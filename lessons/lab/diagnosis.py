@@ -228,6 +228,12 @@ class Scene(Guest):
         with steps.override(steps.lesson_function(name).wrapper, impl):
             yield
 
+    def scatter_free_frames(self, seed: int) -> None:
+        """Shuffle the booted kernel's free list by ``seed``: a kernel that has run a
+        while hands frames out in no particular order, so which mfns a run uses
+        differs between instances (nothing else changes: no hypercall is made)."""
+        random.Random(seed).shuffle(self.kernel.km.alloc.free_list)
+
     def attempt(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn``; a :class:`~minikern.KernelPanic` is kept (``panic``) and ends
         the story there. Returns what ``fn`` returned, or None after a panic."""

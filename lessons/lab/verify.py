@@ -13,7 +13,7 @@ from lessons.lab.grader import Options, grade_lesson
 from lessons.lab.lessons import Lesson
 from lessons.lab.results import LessonResult
 
-__all__ = ["verify_lesson"]
+__all__ = ["copied_scores", "verify_lesson"]
 
 
 def _grade(lesson: Lesson, text: str, opts: Options) -> LessonResult:
@@ -28,6 +28,30 @@ def _zero(r: LessonResult) -> bool:
 
 STUDENTS = ("ada@example.edu", "grace@example.edu", "edsger@example.edu")
 """The identities a diagnosis lesson is verified with."""
+CLASS_SIZE = 30
+"""How many identities the copy figures are measured over (every ordered pair)."""
+COPY_MEAN_LIMIT = 0.40
+"""A diagnosis lesson fails verify when a copied answer scores this share on average..."""
+COPY_MAX_LIMIT = 0.50
+"""... or this share for any one pair of students."""
+
+
+def copied_scores(lesson: Lesson, identities: list[str]) -> list[float]:
+    """For every ordered pair (a, b) of ``identities``: the share of the points b's
+    instance gives for a's correct answers (judged as the grader judges them)."""
+    from lessons.lab import diagnosis
+
+    questions = [t.check for t in lesson.tests(False) if hasattr(t.check, "answer_key")]
+    total = sum(q.points for q in questions)
+    insts = [diagnosis.generate(lesson, who) for who in identities]
+    out = []
+    for a in insts:
+        answer = {k: a.truth[k] for k in lesson.answer}
+        for b in insts:
+            if b is not a:
+                got = sum(q.points for q in questions if diagnosis.judge(q, b, answer) is None)
+                out.append(got / total if total else 1.0)
+    return out
 
 
 def _grade_answer(lesson: Lesson, text: str, student: str) -> LessonResult:
@@ -39,7 +63,9 @@ def _grade_answer(lesson: Lesson, text: str, student: str) -> LessonResult:
 def verify_diagnosis(lesson: Lesson) -> Iterator[tuple[str, bool]]:
     """A diagnosis lesson: each student's own answers score full marks, the template
     zero, every break (a plausible wrong answer) loses points, and the instances of
-    different students have different answers (another's answers lose points)."""
+    different students have different answers: over every pair of :data:`CLASS_SIZE`
+    students, a copied answer scores under :data:`COPY_MEAN_LIMIT` of the points on
+    average and under :data:`COPY_MAX_LIMIT` for every pair."""
     from lessons.lab import diagnosis
 
     asked = sorted(
@@ -72,6 +98,14 @@ def verify_diagnosis(lesson: Lesson) -> Iterator[tuple[str, bool]]:
         f"{lesson.id}: {STUDENTS[0]}'s answers copied by {STUDENTS[1]} "
         f"{copied.score}/{copied.max_score}",
         copied.score < copied.max_score,
+    )
+    shares = copied_scores(lesson, [f"student{n}@example.edu" for n in range(CLASS_SIZE)])
+    mean, worst = sum(shares) / len(shares), max(shares)
+    yield (
+        f"{lesson.id}: a copied answer scores {mean:.0%} on average, {worst:.0%} at most "
+        f"({len(shares)} pairs of {CLASS_SIZE} students; limits "
+        f"{COPY_MEAN_LIMIT:.0%}, {COPY_MAX_LIMIT:.0%})",
+        mean < COPY_MEAN_LIMIT and worst < COPY_MAX_LIMIT,
     )
     breaks = lesson.breaks()
     yield f"{lesson.id}: {len(breaks)} break(s) shipped", bool(breaks)

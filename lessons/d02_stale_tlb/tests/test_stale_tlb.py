@@ -22,6 +22,7 @@ def run_of_pages(rng: random.Random) -> Plan:
         "data": [rng.randbytes(rng.randint(4, 16)).hex() for _ in range(pages)],
         "again": rng.randrange(pages),
         "reads": rng.randint(1, 3),
+        "frames": rng.getrandbits(32),
     }
 
 
@@ -29,6 +30,7 @@ def run_of_pages(rng: random.Random) -> Plan:
 def stale_tlb(s: Scene, plan: Plan) -> None:
     """Process 1 unmaps a page and maps it again, and reads old bytes there."""
     k = s.boot()
+    s.scatter_free_frames(plan["frames"])
     p = k.spawn()
     base, n = plan["base"], len(plan["data"])
     p.mmap(base, n * PAGE, "rw")
@@ -66,7 +68,7 @@ def stale_tlb(s: Scene, plan: Plan) -> None:
     assert abi.PAGE_SIZE == PAGE
 
 
-operation = ask(stale_tlb, "operation", points=3, name="operation: the update that needed a flush")
-va = ask(stale_tlb, "va", points=2, name="va: the page read through a stale translation")
-frame = ask(stale_tlb, "frame", points=2, name="frame: the frame the stale translation held")
-step = ask(stale_tlb, "step", points=3, name="step: the recipe step at fault")
+operation = ask(stale_tlb, "operation", points=2, name="operation: the update that needed a flush")
+va = ask(stale_tlb, "va", points=5, name="va: the page read through a stale translation")
+frame = ask(stale_tlb, "frame", points=5, name="frame: the frame the stale translation held")
+step = ask(stale_tlb, "step", points=1, name="step: the recipe step at fault")

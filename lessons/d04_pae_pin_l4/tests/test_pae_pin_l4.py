@@ -1,18 +1,30 @@
-"""d04: a 32-bit PAE guest; pin_tree_pae pins each new tree's L3 with PIN_L4 (lesson 12's
-pin_l4 break). Xen ignores that command for a 32-bit domain: it answers 0 and pins
-nothing. Everything seems to work until a process exits and the kernel unpins its L3."""
+"""d04: a 32-bit PAE guest "pins" with ``MMUEXT_PIN_L4_TABLE``. Xen ignores that command
+for a 32-bit domain: it answers 0 and pins nothing. Which table it was meant to pin varies
+per student: each new tree's L3 (``pin_tree_pae``, lesson 12's pin_l4 break) or each new L1
+of a live tree (``add_table``). Everything seems to work until a process exits and the
+kernel unpins what it believes is pinned."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from hypervisor import abi
+from hypervisor.abi import Pfn
 from lessons.lab.diagnosis import Scene, ask, guest_break, incident
 from lessons.lab.testing import Plan
+from minikern import recipe
+from minikern.kmem import KernelMemory
 
 PAGE = 4096
 STACK = 0xBFFFF000
 """The top of a PAE process's stack region (below the 3 GiB the kernel keeps)."""
+FAULTS = {
+    "l3": ("minikern.build:pin_tree_pae", "MMUEXT_PIN_L3_TABLE"),
+    "l1": ("minikern.pgtable:add_table", "MMUEXT_PIN_L1_TABLE"),
+}
+"""Which table was "pinned" with PIN_L4: the lesson function that did it, and the
+command it should have used."""
 
 
 def processes(rng: random.Random) -> Plan:
@@ -25,31 +37,55 @@ def processes(rng: random.Random) -> Plan:
         "written": [rng.randint(1, k) for k in pages],
         "stack": [rng.randint(0, 3) for _ in range(n)],
         "victim": rng.randrange(1, n),
+        "fault": rng.choice(sorted(FAULTS)),
+        "frames": rng.getrandbits(32),
     }
 
 
-def pins_l4(record: object) -> bool:
-    """Is ``record`` an ``mmuext_op`` holding a ``MMUEXT_PIN_L4_TABLE``?"""
+def pins_l4(record: object, mfn: int) -> bool:
+    """Is ``record`` an ``mmuext_op`` holding a ``MMUEXT_PIN_L4_TABLE`` of ``mfn``?"""
     if getattr(record, "kind", "") != "hypercall" or getattr(record, "op", "") != "mmuext_op":
         return False
     ops = getattr(record, "args", ((),))[0]
-    return any(getattr(op, "cmd", None) == abi.MMUEXT_PIN_L4_TABLE for op in ops)
+    return any(
+        getattr(op, "cmd", None) == abi.MMUEXT_PIN_L4_TABLE and getattr(op, "arg1", None) == mfn
+        for op in ops
+    )
+
+
+def unpinned(record: object) -> int:
+    """The mfn the (refused) ``MMUEXT_UNPIN_TABLE`` in ``record`` names."""
+    ops = getattr(record, "args", ((),))[0]
+    return int(next(op.arg1 for op in ops if op.cmd == abi.MMUEXT_UNPIN_TABLE))
+
+
+def add_table(km: KernelMemory, pfn: Pfn, level: int, parents: Sequence[tuple[Pfn, int]]) -> None:
+    """The break of fault "l1": a new L1 of a live tree "pinned" with PIN_L4."""
+    recipe.zero_frame(km, pfn)
+    recipe.make_readonly(km, pfn, abi.UVMF_NONE)
+    if level == 1:
+        recipe.pin_table(km, pfn, 4)
+    for parent, slot in parents:
+        recipe.link_table(km, parent, slot, pfn)
 
 
 @incident(plan=processes, guest_width=32)
 def pae_pin_l4(s: Scene, plan: Plan) -> None:
     """PAE processes map and write; one exits, and the kernel panics."""
     k = s.boot()
-    pins: dict[int, object] = {}
+    s.scatter_free_frames(plan["frames"])
     procs = []
-    pin_tree_pae = guest_break("12_pae_guest", "pin_l4", "pin_tree_pae")
-    with s.broken("minikern.build:pin_tree_pae", pin_tree_pae):
+    step, command = FAULTS[plan["fault"]]
+    broken = (
+        guest_break("12_pae_guest", "pin_l4", "pin_tree_pae")
+        if plan["fault"] == "l3"
+        else add_table
+    )
+    with s.broken(step, broken):
         for va, n, w, stack in zip(
             plan["vas"], plan["pages"], plan["written"], plan["stack"], strict=True
         ):
-            mark = len(s.records)
             p = k.spawn()
-            pins[p.pid] = next(r for r in s.records[mark:] if pins_l4(r))
             procs.append(p)
             p.mmap(va, n * PAGE, "rw")
             for i in range(w):
@@ -65,24 +101,28 @@ def pae_pin_l4(s: Scene, plan: Plan) -> None:
     s.say(f"exit() of process {victim.pid} did not return: the kernel panicked")
     refused = s.first_refusal()
     s.hide_batch_of(refused)
+    frame = unpinned(refused)
+    pin = next(r for r in s.xen.trace.hypercalls() if pins_l4(r, frame))
     s.tell(
         f"A 32-bit PAE guest runs {len(procs)} process(es); each maps and writes a few "
         f"pages, and Xen accepts every hypercall. Then process {victim.pid} exits and the "
         "kernel panics: the verdicts of the exit's batch are hidden."
     )
     s.answer(
-        operation=s.number(pins[victim.pid]),
-        command="MMUEXT_PIN_L3_TABLE",
+        operation=s.number(pin),
+        command=command,
+        frame=frame,
         exit_operation=s.number(refused),
         exit_errno=abi.errno_name(refused.result),
         exit_rule=refused.rule,
-        step="minikern.build:pin_tree_pae",
+        step=step,
     )
 
 
-operation = ask(pae_pin_l4, "operation", points=3, name="pin: the operation that pinned nothing")
-command = ask(pae_pin_l4, "command", points=2, name="pin: the command it should have been")
-exit_operation = ask(pae_pin_l4, "exit_operation", points=2, name="exit: the operation refused")
+operation = ask(pae_pin_l4, "operation", points=6, name="pin: the operation that pinned nothing")
+command = ask(pae_pin_l4, "command", points=1, name="pin: the command it should have been")
+frame = ask(pae_pin_l4, "frame", points=6, name="pin: the table never pinned")
+exit_operation = ask(pae_pin_l4, "exit_operation", points=6, name="exit: the operation refused")
 exit_errno = ask(pae_pin_l4, "exit_errno", points=1, name="exit: what Xen answered")
 exit_rule = ask(pae_pin_l4, "exit_rule", points=1, name="exit: the rule it broke")
-step = ask(pae_pin_l4, "step", points=3, name="step: the recipe step at fault")
+step = ask(pae_pin_l4, "step", points=1, name="step: the recipe step at fault")
