@@ -41,7 +41,7 @@ def copied_scores(lesson: Lesson, identities: list[str]) -> list[float]:
     instance gives for a's correct answers (judged as the grader judges them)."""
     from lessons.lab import diagnosis
 
-    questions = [t.check for t in lesson.tests(False) if hasattr(t.check, "answer_key")]
+    questions = [t.check for t in lesson.tests(False) if isinstance(t.check, diagnosis.Question)]
     total = sum(q.points for q in questions)
     insts = [diagnosis.generate(lesson, who) for who in identities]
     out = []

@@ -109,7 +109,8 @@ def refused_pin(s: Scene, plan: Plan) -> None:
                 for slot, e in entries.items()
                 if (e & MFN_MASK) >> 12 == mfn
             )
-            return reference(km, images)
+            reference(km, images)
+            return
         entries = dict(images[pfn])
         free = [slot for slot in range(512) if slot not in entries]
         broken["slot"] = free[int(plan["slot"] * len(free))]
@@ -118,7 +119,7 @@ def refused_pin(s: Scene, plan: Plan) -> None:
             stray = (plan["stray"] << 12) | (some & ~MFN_MASK)
         else:
             stray = some | getattr(abi, f"_PAGE_{plan['flag']}")
-        return reference(km, {**images, pfn: {**entries, broken["slot"]: stray}})
+        reference(km, {**images, pfn: {**entries, broken["slot"]: stray}})
 
     def protect_tables(km: KernelMemory, tables: Tables) -> None:
         """The break of fault "writable": the picked table is never made read-only
