@@ -34,6 +34,7 @@ def processes(rng: random.Random) -> Plan:
         ],
         "pages": [rng.randint(1, 3) for _ in range(n)],
         "victim": rng.randrange(n),
+        "busy": rng.randint(1, 6),
         "variant": rng.choice(sorted(VARIANTS)),
         "frames": rng.getrandbits(32),
     }
@@ -82,6 +83,11 @@ def teardown_leak(s: Scene, plan: Plan) -> None:
         other = procs[(plan["victim"] + 1) % len(procs)]
         k.switch_to(other)
         s.say(f"process {other.pid} runs (its tree is loaded)")
+    running = procs.index(k.current) if k.current in procs else plan["victim"]
+    va, n = plan["regions"][running][0], plan["pages"][running]
+    for i in range(plan["busy"]):
+        procs[running].write(va + i % n * PAGE, bytes([i]) * 4)
+    s.say(f"process {procs[running].pid} wrote {plan['busy']} time(s) to its pages at {va:#x}")
     frames = 2 + len(victim.mm.table_pfns())
     s.say(f"process {victim.pid} exits")
     before = len(s.records)

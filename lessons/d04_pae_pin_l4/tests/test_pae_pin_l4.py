@@ -37,6 +37,7 @@ def processes(rng: random.Random) -> Plan:
         "written": [rng.randint(1, k) for k in pages],
         "stack": [rng.randint(0, 3) for _ in range(n)],
         "victim": rng.randrange(1, n),
+        "busy": rng.randint(1, 6),
         "fault": rng.choice(sorted(FAULTS)),
         "frames": rng.getrandbits(32),
     }
@@ -95,6 +96,10 @@ def pae_pin_l4(s: Scene, plan: Plan) -> None:
                 p.mmap(STACK - stack * PAGE, stack * PAGE, "rw")
                 p.write(STACK - stack * PAGE, bytes(stack * PAGE))
                 s.say(f"process {p.pid} mapped and zeroed {stack} stack page(s) below {STACK:#x}")
+    last, va = procs[-1], plan["vas"][-1]
+    for i in range(plan["busy"]):
+        last.write(va + i % plan["pages"][-1] * PAGE, bytes([i]) * 4)
+    s.say(f"process {last.pid} wrote {plan['busy']} time(s) to its pages at {va:#x}")
     victim = procs[plan["victim"]]
     s.say(f"process {victim.pid} exits")
     s.attempt(lambda: k.exit(victim))
