@@ -74,7 +74,8 @@ class XenState:
         # positional: owner, count, type, type_count, validated, pinned, allocated;
         # made by starmap, in C (a generator costs a resumption per frame)
         fresh_info = (domid, 1, PageType.NONE, 0, False, False, True)
-        self.frames.update(zip(mfns, starmap(PageInfo, repeat(fresh_info, len(mfns)))))
+        records = starmap(PageInfo, repeat(fresh_info, len(mfns)))
+        self.frames.update(zip(mfns, records, strict=True))
         return mfns
 
     def free_frame(self, mfn: Mfn) -> None:
