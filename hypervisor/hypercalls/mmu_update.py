@@ -34,7 +34,7 @@ from hypervisor.hypercalls.common import get_pg_owner, ram_page
 from hypervisor.hypercalls.dispatch import hypercall
 from hypervisor.mm.adjust import GUEST_KERNEL
 from hypervisor.mm.domain import PvDomain, PvVcpu
-from hypervisor.mm.entries import mod_l1_entry, mod_upper_entry
+from hypervisor.mm.entries import AD, mod_l1_entry, mod_upper_entry
 from hypervisor.mm.explain import held_by, not_owned
 from hypervisor.mm.frames import PageInfo, PageType
 from hypervisor.mm.l1 import get_page_from_l1e, put_page_from_l1e
@@ -135,8 +135,9 @@ def _request(xen: XenState, r: Any, batch: _Batch) -> Mfn | None:
 
 def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batch) -> int:
     """Apply requests from index ``i`` on while each is a well-formed
-    MMU_NORMAL_PT_UPDATE of an entry of ``l1mfn``, a live L1 of the
-    page-table owner; return the index of the first request that is not
+    MMU_NORMAL_PT_UPDATE (or MMU_PT_UPDATE_PRESERVE_AD, which keeps the
+    slot's A/D bits) of an entry of ``l1mfn``, a live L1 of the page-table
+    owner; return the index of the first request that is not
     (the general path takes it from there). A refusal carries its index.
 
     Each entry is ``mod_l1_entry``'s work with everything looked up once per
@@ -159,10 +160,11 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
             if type(r) is not MmuUpdate:
                 return i
             ptr, val = r.ptr, r.val
-            # ptr: command 0 (NORMAL_PT_UPDATE), an entry of this L1 (so in range)
+            # ptr: command 0 (NORMAL_PT_UPDATE) or 2 (PT_UPDATE_PRESERVE_AD), an
+            # entry of this L1 (so in range)
             if (
                 type(ptr) is not int
-                or ptr & ~0xFF8 != base
+                or ptr & ~0xFFA != base
                 or type(val) is not int
                 or not 0 <= val < U64
                 or not l1pg.type_count
@@ -170,6 +172,7 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                 return i
             slot = (ptr & 0xFF8) >> 3  # maddr_slot, inlined
             ol1e = words[slot]
+            kept = ol1e & AD if ptr & 2 else 0  # PRESERVE_AD keeps the slot's A/D bits
             if val & _PAGE_PRESENT and not val & l1_mask:
                 nl1e = val
                 if pv64:  # adjust_guest_l1e
@@ -178,7 +181,7 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                     if not nl1e & GUEST_KERNEL:
                         nl1e |= _PAGE_GLOBAL | _PAGE_USER
                 if not (ol1e ^ nl1e) & fast_l1:
-                    words[slot] = nl1e
+                    words[slot] = nl1e | kept
                     continue
                 pg = get((nl1e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
                 if (
@@ -190,7 +193,7 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                     pg.count += 1
                     if nl1e & _PAGE_RW:
                         pg.type_count += 1
-                    words[slot] = nl1e
+                    words[slot] = nl1e | kept
                     if ol1e & _PAGE_PRESENT:  # (I/O frames have no metadata: old None)
                         old = get((ol1e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
                         if old is not None and old.count > 1:
@@ -200,7 +203,7 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                         else:
                             put_page_from_l1e(xen, ol1e, pt_dom)
                     continue
-            mod_l1_entry(xen, l1mfn, words, slot, val, pt_dom, pg_dom)
+            mod_l1_entry(xen, l1mfn, words, slot, val, pt_dom, pg_dom, bool(ptr & 2))
     except GuestError as err:
         err.done = i
         raise

@@ -107,11 +107,12 @@ def entry(rnd: random.Random, m: Machine, fd: int, odd: float = 0.06) -> int:
     return rnd.choice(frames) << 12 | flags
 
 
-def request(rnd: random.Random, m: Machine, fd: int) -> Any:
-    """Mostly an MMU_NORMAL_PT_UPDATE of one of the L1's first slots; now and
-    then one into another frame, with another command, or malformed."""
+def request(rnd: random.Random, m: Machine, fd: int, cmd: int) -> Any:
+    """Mostly a ``cmd`` request (MMU_NORMAL_PT_UPDATE or PRESERVE_AD) of one of
+    the L1's first slots; now and then one into another frame, with another
+    command, or malformed."""
     slot = rnd.randrange(8) if rnd.random() < 0.75 else rnd.randrange(512)
-    ptr, val = m.l1 << 12 | slot * 8, entry(rnd, m, fd)
+    ptr, val = m.l1 << 12 | slot * 8 | cmd, entry(rnd, m, fd)
     kind = rnd.randrange(60)
     if kind == 0:  # another frame
         ptr = rnd.choice([m.spare, m.tables[0], m.owned[abi.DOMID_SELF][0]]) << 12 | slot * 8
@@ -129,9 +130,11 @@ def request(rnd: random.Random, m: Machine, fd: int) -> Any:
 
 
 def batch(rnd: random.Random, m: Machine) -> tuple[list[Any], int]:
-    """A batch of 8-64 requests mostly into the pinned L1, and its foreigndom."""
+    """A batch of 8-64 requests mostly into the pinned L1, and its foreigndom;
+    one batch in three mostly MMU_PT_UPDATE_PRESERVE_AD."""
     fd = rnd.choice([abi.DOMID_SELF] * 3 + [*m.owned])
-    return [request(rnd, m, fd) for _ in range(rnd.randrange(8, 65))], fd
+    cmd = rnd.choice([abi.MMU_NORMAL_PT_UPDATE] * 2 + [abi.MMU_PT_UPDATE_PRESERVE_AD])
+    return [request(rnd, m, fd, cmd) for _ in range(rnd.randrange(8, 65))], fd
 
 
 def outcome(v: Any, reqs: list[Any], foreigndom: int) -> tuple[Any, ...]:
