@@ -1,7 +1,9 @@
-"""The course graded: the reference submission, every lesson with its hidden tests,
+"""The course graded: the reference submission (diagnosis answers for one student's
+instances), every lesson with its hidden tests,
 sandboxed and replayed, against a bare ``python -c "import minikern"`` of the same run.
 
-Target (issue 7): the whole course in under 10 s on 2 cores.
+Target (issue 7): the whole course in under 10 s on 2 cores, every lesson at full marks
+(a reference short of them is a broken bench, not a fast one).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from lessons.lab.lessons import all_lessons
 __all__ = ["run"]
 
 TARGET_S = 10.0
+STUDENT = "bench@example.edu"
+"""The identity whose diagnosis instances the reference answers (and is graded on)."""
 
 
 def _import_baseline(repeat: int = 5) -> float:
@@ -39,15 +43,17 @@ def run() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        workspace.solutions(folder)
+        workspace.solutions(folder, student=STUDENT)
         for lesson in lessons:
             source.child_tree(lesson)  # built once per source version; not what is measured
         total = 0.0
+        full = True
         for lesson in lessons:
             start = time.perf_counter()
-            r = grade_lesson(lesson, folder, Options(hidden_seed=1))
+            r = grade_lesson(lesson, folder, Options(hidden_seed=1, student=STUDENT))
             spent = time.perf_counter() - start
             total += spent
+            full = full and r.score == r.max_score
             rows.append(
                 {
                     "lesson": lesson.id,
@@ -59,7 +65,7 @@ def run() -> list[dict[str, Any]]:
     rows.append(
         {
             "lesson": f"whole course (target < {TARGET_S:g} s)",
-            "score": "ok" if total < TARGET_S else "MISSED",
+            "score": "ok" if total < TARGET_S and full else "MISSED",
             "seconds": total,
             "x_import_minikern": total / base,
         }
