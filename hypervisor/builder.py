@@ -8,9 +8,15 @@ Layout of the domain's pseudo-physical pages (all mapped at
     pt_base ..            bootstrap page tables, top level first   read-only
     the rest              free for the guest, zero-filled          RW
 
-The tables are written as plain data, then the top level is validated by
-taking real references -- pin, then base pointer -- so the counts are exactly
-what Xen's own rules produce (type count 2 on the top: pin + base).
+The tables are written as plain data and their state is set directly, as
+Xen's own builder does (``dom0_construct_pv``, then
+``mark_pv_pt_pages_rdonly``): every frame of the region takes the references
+of its one bootstrap mapping as it is allocated (writable for data); each
+table frame is then typed and validated with one type reference from its
+parent entry, and the top level with two, its pin and vCPU 0's base pointer.
+The counts are exactly those that validating the tree through a pin would
+give (tests/hypervisor/test_hv_builder.py compares the two), the entries are
+stored as validation adjusts them, and Xen's own slots are filled.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ import attrs
 
 from hypervisor import abi
 from hypervisor.hw import Mmu
-from hypervisor.mm.adjust import GUEST_KERNEL
+from hypervisor.mm.adjust import GUEST_KERNEL, adjust_guest_upper
 from hypervisor.mm.domain import PvDomain, PvVcpu
 from hypervisor.mm.frames import PageType
-from hypervisor.mm.refs import get_page, get_page_type
 from hypervisor.mm.state import XenState
+from hypervisor.mm.upper import LEVEL_TYPE, init_xen_l4_slots, init_xen_pae_l2_slots
 
 __all__ = ["BuiltDomain", "VIRT_BASE", "build_domain"]
 
@@ -79,8 +85,8 @@ def build_domain(
     first_free = p2m_frames + 1 + nr_pt
     if nr_pages < first_free + 1 or virt_base + nr_pages * abi.PAGE_SIZE > _VIRT_END[width]:
         raise ValueError(f"a {width}-bit domain cannot be built with {nr_pages} pages")
-    mfns = xen.alloc_frames(domid, nr_pages + 1)
-    shinfo = mfns.pop()
+    mfns = xen.alloc_frames(domid, nr_pages, mapped_writable=True)
+    (shinfo,) = xen.alloc_frames(domid, 1)
     d = PvDomain(domid, privileged=privileged, guest_width=width)
     if width == 32:
         d.vm_assist |= 1 << abi.VMASST_TYPE_pae_extended_cr3
@@ -90,7 +96,7 @@ def build_domain(
     xen.m2p.update(zip(mfns, range(len(mfns)), strict=True))
     _write_p2m(xen, mfns)
     pt_pfn = p2m_frames + 1
-    _write_tables(xen, mfns, virt_base, width, counts, pt_pfn)
+    _write_tables(xen, d, mfns, virt_base, counts, pt_pfn)
     info = abi.StartInfo(
         nr_pages=nr_pages,
         virt_base=virt_base,
@@ -104,7 +110,7 @@ def build_domain(
         nr_p2m_frames=p2m_frames,
     )
     _write_start_info(xen, mfns[p2m_frames], info)
-    _install_top(xen, d, mfns[pt_pfn])
+    _mark_tables(xen, d, mfns, counts, pt_pfn)
     return BuiltDomain(d, info, tuple(mfns))
 
 
@@ -124,19 +130,23 @@ def _write_p2m(xen: XenState, mfns: list[abi.Mfn]) -> None:
 
 
 def _write_tables(
-    xen: XenState, mfns: list[abi.Mfn], virt_base: int, width: int, counts: list[int], pt_pfn: int
+    xen: XenState, d: PvDomain, mfns: list[abi.Mfn], virt_base: int, counts: list[int], pt_pfn: int
 ) -> None:
-    """Fill the bootstrap tables as plain data, a whole frame at a time: every
-    page mapped, the table frames themselves read-only. ``counts`` is the
-    number of tables per level, top first; the tables of each level follow
-    each other from ``pt_pfn`` on, and each covers a contiguous range of
-    ``virt_base``'s region (which starts on an L2 boundary)."""
+    """Fill the bootstrap tables, a whole frame at a time: every page mapped,
+    the table frames themselves read-only, upper entries as validation
+    adjusts them (``adjust_guest_l2e/l3e/l4e``), then Xen's own slots.
+    ``counts`` is the number of tables per level, top first; the tables of
+    each level follow each other from ``pt_pfn`` on, and each covers a
+    contiguous range of ``virt_base``'s region (which starts on an L2
+    boundary)."""
+    width = d.guest_width
     shifts = (*_SHIFTS[width], 12)  # what one entry of each level covers
     first = pt_pfn
     for level_i in range(len(counts) - 1):
         shift = shifts[level_i]
+        level = d.levels - level_i
         mask = 3 if width == 32 and level_i == 0 else 511
-        prot = P if width == 32 and level_i == 0 else _UPPER_PROT[width]
+        prot = adjust_guest_upper(level, P if level == 3 and width == 32 else _UPPER_PROT[width], d)
         below = first + counts[level_i]
         children = [abi.make_pte(mfns[below + n], prot) for n in range(counts[level_i + 1])]
         start = (virt_base >> shift) & mask  # slot of the first child in the first table
@@ -169,15 +179,31 @@ def _write_start_info(xen: XenState, mfn: int, info: abi.StartInfo) -> None:
     struct.pack_into("<QQ", page, 1152, info.first_p2m_pfn, info.nr_p2m_frames)
 
 
-def _install_top(xen: XenState, d: PvDomain, top: abi.Mfn) -> None:
-    """Pin the top-level table and load it on vCPU 0 (type count 2)."""
-    t = PageType.L3 if d.is_32bit else PageType.L4
+def _mark_tables(
+    xen: XenState, d: PvDomain, mfns: list[abi.Mfn], counts: list[int], pt_pfn: int
+) -> None:
+    """Type and validate the bootstrap tables directly (dom0_build.c
+    ``mark_pv_pt_pages_rdonly``): each holds the allocation, its read-only
+    mapping and, below the top, its parent entry's general and type
+    references; the top level instead holds a pin and vCPU 0's base pointer
+    (type count 2) and is loaded. A PAE guest's L2 in slot 3 of the L3 is
+    Xen's L2 (``PGT_pae_xen_l2``) and gets Xen's slots."""
+    pfn = pt_pfn
+    for level_i, n in enumerate(counts):
+        level = d.levels - level_i
+        for _ in range(n):
+            pg = xen.frames[mfns[pfn]]
+            pg.type, pg.type_count, pg.count = LEVEL_TYPE[level], 1, 3
+            pfn += 1
+    top = mfns[pt_pfn]
     pg = xen.frames[top]
-    for _ in range(2):
-        if not get_page(pg, d.domid):
-            raise AssertionError("builder: top-level table not owned")  # pragma: no cover
-        get_page_type(xen, top, pg, t)
-    pg.pinned = True
+    pg.type_count, pg.count, pg.pinned = 2, 4, True
+    if d.is_32bit:
+        xen_l2 = mfns[pt_pfn + 1]
+        xen.frames[xen_l2].pae_xen_l2 = True
+        init_xen_pae_l2_slots(xen.mem.words(xen_l2))
+    else:
+        init_xen_l4_slots(xen.mem.words(top))
     v0 = d.vcpus[0]
     v0.guest_table = top
     v0.mmu.load_root(top)

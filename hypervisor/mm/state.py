@@ -62,8 +62,12 @@ class XenState:
     def free_frame_count(self) -> int:
         return self.total_frames - self._next_fresh + len(self._freed)
 
-    def alloc_frames(self, domid: int, n: int) -> list[Mfn]:
-        """Hand ``n`` free frames to ``domid`` (allocated, zero-filled, M2P invalid)."""
+    def alloc_frames(self, domid: int, n: int, *, mapped_writable: bool = False) -> list[Mfn]:
+        """Hand ``n`` free frames to ``domid`` (allocated, zero-filled, M2P
+        invalid). ``mapped_writable``: each frame also starts with the
+        references of one writable mapping (a general and a writable type
+        reference), as the domain builder's bootstrap mappings take them
+        (dom0_build.c: ``get_page_and_type(page, d, PGT_writable_page)``)."""
         if n > self.free_frame_count():
             raise ValueError(f"machine has {self.free_frame_count()} free frames, {n} wanted")
         mfns = [self._freed.pop() for _ in range(min(n, len(self._freed)))]
@@ -73,7 +77,11 @@ class XenState:
         mfns.extend(fresh)
         # positional: owner, count, type, type_count, validated, pinned, allocated;
         # made by starmap, in C (a generator costs a resumption per frame)
-        fresh_info = (domid, 1, PageType.NONE, 0, False, False, True)
+        fresh_info = (
+            (domid, 2, PageType.WRITABLE, 1, True, False, True)
+            if mapped_writable
+            else (domid, 1, PageType.NONE, 0, False, False, True)
+        )
         records = starmap(PageInfo, repeat(fresh_info, len(mfns)))
         self.frames.update(zip(mfns, records, strict=True))
         return mfns

@@ -45,6 +45,7 @@ __all__ = [
     "get_linear_pagetable",
     "get_page_from_lne",
     "guest_slots",
+    "init_xen_l4_slots",
     "init_xen_pae_l2_slots",
     "is_guest_slot",
     "put_page_from_lne",
@@ -223,8 +224,14 @@ def _promote(xen: XenState, mfn: Mfn, pg: PageInfo, level: int) -> None:
         note_validation_failure(xen, err, level, mfn, slot, words[slot])
         raise
     if level == 4:
-        for slot in XEN_L4_SLOTS:
-            words[slot] = make_pte(IO_FRAMES + slot - 256, XEN_ENTRY_FLAGS)
+        init_xen_l4_slots(words)
+
+
+def init_xen_l4_slots(words: memoryview) -> None:
+    """Write Xen's own entries into slots 256-271 of a validated L4 (opaque
+    sentinels standing for Xen's mappings; mm.c ``init_xen_l4_slots``)."""
+    for slot in XEN_L4_SLOTS:
+        words[slot] = make_pte(IO_FRAMES + slot - 256, XEN_ENTRY_FLAGS)
 
 
 def _pae_l3_prepare(xen: XenState, mfn: Mfn, d: PvDomain, words: memoryview) -> None:
