@@ -41,6 +41,7 @@ class VCpu:
     def __init__(self, xen: XenState, state: PvVcpu) -> None:
         self._xen = xen
         self._v = state
+        self._tracer = xen.tracer
 
     def __repr__(self) -> str:
         return f"<VCpu d{self._v.domain.domid}v{self._v.vcpu_id} cr3={self.cr3:#x}>"
@@ -108,7 +109,7 @@ class VCpu:
     def _walk(self, va: int, write: bool) -> int:
         """Like :meth:`_translate`, but a failed walk stays a WalkFault."""
         v = self._v
-        self._xen.tracer.clock += 1
+        self._tracer.clock += 1
         if type(va) is not int or not guest_va_ok(v.domain, va):
             code = (PF_WRITE if write else 0) | (PF_USER if v.in_user_mode else 0)
             bad = va if type(va) is int else -1
@@ -153,7 +154,7 @@ class VCpu:
         self._poke(mfn, va & 0xFFF, data)
 
     def _record_store(self, va: int, data: bytes, op: str) -> None:
-        tracer = self._xen.tracer
+        tracer = self._tracer
         if tracer.record_stores:
             v = self._v
             at = va if type(va) is int else -1
@@ -203,8 +204,9 @@ class VCpu:
 
     def write(self, va: int, data: bytes) -> None:
         """Write ``data`` (bytes-like) at ``va`` (may cross pages)."""
-        need_instance("data", data, (bytes, bytearray, memoryview), "bytes")
-        data = bytes(data)
+        if type(data) is not bytes:
+            need_instance("data", data, (bytes, bytearray, memoryview), "bytes")
+            data = bytes(data)
         self._record_store(va, data, "write")
         if type(va) is not int and data:
             self._translate(va, write=True)  # not an address: a page fault

@@ -80,8 +80,8 @@ def tables_for(vpns: list[int], levels: int) -> set[TableKey]:
     """The (level, index) of every table below the top a tree of ``levels``
     levels (4, or 3 for PAE) mapping ``vpns`` needs."""
     keys: set[TableKey] = set()
-    for vpn in vpns:
-        va = vpn << abi.PAGE_SHIFT
+    for l1_index in {vpn >> 9 for vpn in vpns}:  # the pages one L1 maps need the same tables
+        va = l1_index << SHIFT[1]
         keys.update((lv, va >> SHIFT[lv]) for lv in LOWER[levels])
     return keys
 

@@ -63,10 +63,21 @@ def walk(
     permission the access needs and the walk does not grant (RW is enforced in
     kernel mode too, as with CR0.WP set; US only in user mode).
     """
+    mfn, rights, l1_mfn, l1_slot, entry = _walk(mem, root, va, levels, write, user, set_ad)
+    return Translation(
+        mfn, bool(rights & _PAGE_RW), bool(rights & _PAGE_USER), l1_mfn, l1_slot, entry
+    )
+
+
+def _walk(
+    mem: Memory, root: Mfn, va: int, levels: int, write: bool, user: bool, set_ad: bool
+) -> tuple[Mfn, int, Mfn, int, int]:
+    """:func:`walk`'s work: the frame, the RW/US rights ANDed over the levels,
+    and the leaf entry's table, slot and value after the walk."""
     frames, zero = mem.frames_words, ZERO_WORDS
     table, rights = root, _PAGE_RW | _PAGE_USER
     l1_mfn, l1_slot, entry = root, 0, 0
-    unaccessed: list[tuple[Mfn, int]] = []  # upper entries the walk must mark ACCESSED
+    unaccessed: list[tuple[Mfn, int]] | None = None  # upper entries to mark ACCESSED
     lvl = levels
     for shift, imask in _LEVELS[levels]:
         idx = (va >> shift) & imask
@@ -75,6 +86,8 @@ def walk(
             raise _fault(va, write, user, lvl, table, idx, entry)
         rights &= entry
         if lvl > 1 and not entry & _PAGE_ACCESSED:
+            if unaccessed is None:
+                unaccessed = []
             unaccessed.append((table, idx))
         l1_mfn, l1_slot = table, idx
         table = (entry & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment] # pte_mfn
@@ -86,13 +99,13 @@ def walk(
         why = _denied(mem, root, va, levels, _PAGE_RW, "read-only")
         raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, why)
     if set_ad:
-        for tmfn, slot in unaccessed:
-            mem.words(tmfn)[slot] |= _PAGE_ACCESSED
+        if unaccessed is not None:
+            for tmfn, slot in unaccessed:
+                mem.words(tmfn)[slot] |= _PAGE_ACCESSED
         want = entry | _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0)
         if want != entry:
             mem.words(l1_mfn)[l1_slot] = entry = want
-    writable, user_ok = bool(rights & _PAGE_RW), bool(rights & _PAGE_USER)
-    return Translation(table, writable, user_ok, l1_mfn, l1_slot, entry)
+    return table, rights, l1_mfn, l1_slot, entry
 
 
 _LEVELS = {
@@ -167,6 +180,8 @@ class Mmu:
         self.walks += 1
         if not self.root:
             raise WalkFault(va, (2 if write else 0) | (4 if user else 0), self.levels, "no CR3")
-        t = walk(self.mem, self.root, va, levels=self.levels, write=write, user=user)
-        self.tlb.entries[key] = TlbEntry(t.mfn, t.writable, t.user, bool(t.leaf & _PAGE_DIRTY))
-        return t.mfn
+        mfn, rights, _, _, leaf = _walk(self.mem, self.root, va, self.levels, write, user, True)
+        self.tlb.entries[key] = TlbEntry(
+            mfn, bool(rights & _PAGE_RW), bool(rights & _PAGE_USER), bool(leaf & _PAGE_DIRTY)
+        )
+        return mfn

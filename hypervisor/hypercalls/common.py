@@ -45,9 +45,9 @@ def ram_page(xen: XenState, mfn: Mfn) -> PageInfo | None:
 def guest_va_ok(d: PvDomain, va: int) -> bool:
     """A guest virtual address: canonical and outside Xen's hole (64-bit), or
     below Xen's compat area (32-bit)."""
-    if d.is_32bit:
-        return 0 <= va < HYPERVISOR_COMPAT_VIRT_START
-    return 0 <= va < 1 << 47 or HYPERVISOR_VIRT_END <= va < 1 << 64
+    if d.pv64:
+        return 0 <= va < 1 << 47 or HYPERVISOR_VIRT_END <= va < 1 << 64
+    return 0 <= va < HYPERVISOR_COMPAT_VIRT_START
 
 
 def addr_ok(va: int) -> bool:
