@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import weakref
 from collections import Counter
+from collections.abc import Sequence
 
 import attrs
 
@@ -157,7 +158,7 @@ def _read_l1(xen: XenState, key: tuple[int, bool, bool, bytes]) -> _Held:
 
 
 def _read_upper(
-    xen: XenState, mfn: Mfn, key: tuple[int, bool, bool, bytes], slots: range | list[int]
+    xen: XenState, mfn: Mfn, key: tuple[int, bool, bool, bytes], slots: Sequence[int]
 ) -> _Held:
     """A validated L2-L4's present guest entries (``slots``), but those naming
     the table itself: each holds a general and a type reference."""
