@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from itertools import repeat, starmap
 
 import attrs
 
@@ -14,7 +13,7 @@ from hypervisor.abi import DOMID_IO, DOMID_XEN, Mfn
 from hypervisor.config import Config
 from hypervisor.hw import Memory
 from hypervisor.mm.domain import PvDomain, PvVcpu
-from hypervisor.mm.frames import PageInfo, PageType
+from hypervisor.mm.frames import FrameTable, PageInfo, PageInfoArgs, PageType
 from hypervisor.rules import FASTPATH_COMPARE
 from hypervisor.trace import FlushRecord, Tracer
 
@@ -38,7 +37,7 @@ class XenState:
         self.config = config
         self.mem = Memory(total_frames)
         self.total_frames = total_frames
-        self.frames: dict[Mfn, PageInfo] = {}
+        self.frames = FrameTable()
         self.m2p: dict[Mfn, int] = {}
         self.domains: dict[int, PvDomain] = {}
         self.tracer = Tracer(total_frames, attrs.asdict(config))
@@ -75,15 +74,12 @@ class XenState:
         self._next_fresh += n - len(mfns)
         fresh: Iterable[Mfn] = range(start, self._next_fresh)  # type: ignore[assignment]
         mfns.extend(fresh)
-        # positional: owner, count, type, type_count, validated, pinned, allocated;
-        # made by starmap, in C (a generator costs a resumption per frame)
-        fresh_info = (
+        fresh_info: PageInfoArgs = (
             (domid, 2, PageType.WRITABLE, 1, True, False, True)
             if mapped_writable
             else (domid, 1, PageType.NONE, 0, False, False, True)
         )
-        records = starmap(PageInfo, repeat(fresh_info, len(mfns)))
-        self.frames.update(zip(mfns, records, strict=True))
+        self.frames.add_bulk(mfns, fresh_info)
         return mfns
 
     def free_frame(self, mfn: Mfn) -> None:
