@@ -151,7 +151,8 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
     """
     l1pg, words = xen.frames[l1mfn], xen.mem.words(l1mfn)
     pt_dom, pg_dom = batch.pt_owner, batch.pg_owner
-    get, fast_l1 = xen.frames.get, xen.fast_l1
+    frames, fast_l1 = xen.frames, xen.fast_l1
+    made = frames.made
     l1_mask, pv64, fd = pt_dom.l1_mask, pt_dom.pv64, pg_dom.domid
     base = l1mfn << PAGE_SHIFT
     try:
@@ -183,7 +184,8 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                 if not (ol1e ^ nl1e) & fast_l1:
                     words[slot] = nl1e | kept
                     continue
-                pg = get((nl1e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
+                key: Mfn = (nl1e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment]
+                pg = made(key) or frames.get(key)
                 if (
                     pg is not None
                     and pg.owner == fd
@@ -195,7 +197,8 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                         pg.type_count += 1
                     words[slot] = nl1e | kept
                     if ol1e & _PAGE_PRESENT:  # (I/O frames have no metadata: old None)
-                        old = get((ol1e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
+                        key = (ol1e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment]
+                        old = made(key) or frames.get(key)
                         if old is not None and old.count > 1:
                             if ol1e & _PAGE_RW:
                                 old.type_count -= 1

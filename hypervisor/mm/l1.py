@@ -216,12 +216,14 @@ def promote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.peek(mfn)  # writable whenever an entry is present
-    get, domid, mask, pv64 = xen.frames.get, d.domid, d.l1_mask, d.pv64
+    frames, domid, mask, pv64 = xen.frames, d.domid, d.l1_mask, d.pv64
+    made = frames.made
     for slot, e in enumerate(words.tolist()):
         if not e & _PAGE_PRESENT:
             continue
         flip = 0
-        target = get((e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
+        key: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment]
+        target = made(key) or frames.get(key)
         if target is None or target.owner != domid or e & mask or target.xen_heap:
             flip = _promote_entry(xen, mfn, words, slot, e, d)
         elif not e & _PAGE_RW:
@@ -291,11 +293,13 @@ def demote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     ``put_page_from_l1e``'s common case is inlined: a reference that is not
     the frame's last (a writable entry's type reference with it)."""
     d = xen.domains[pg.owner]  # type: ignore[index]
-    get = xen.frames.get
+    frames = xen.frames
+    made = frames.made
     for e in xen.mem.peek(mfn).tolist():
         if e & _PAGE_PRESENT:
             # (I/O frames have no metadata: target None)
-            target = get((e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[call-overload]
+            key: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment]
+            target = made(key) or frames.get(key)
             if target is not None and target.count > 1:
                 if e & _PAGE_RW:
                     target.type_count -= 1
