@@ -113,6 +113,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import linecache
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -172,7 +173,6 @@ def swappable(fn: Callable[Params, R]) -> Callable[Params, R]:
         raise ValueError(f"lesson function {name} is declared twice")
     rec = LessonFunction(name, fn, fn, inspect.signature(fn), inspect.getdoc(fn) or "")
 
-    @functools.wraps(fn)
     def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> R:
         push(name)
         try:
@@ -184,10 +184,51 @@ def swappable(fn: Callable[Params, R]) -> Callable[Params, R]:
         finally:
             pop()
 
+    wrapper = _same_parameters(fn, rec, name) or wrapper
+    functools.update_wrapper(wrapper, fn)
     rec.wrapper = wrapper
     REGISTRY[name] = rec
     _BY_WRAPPER[wrapper] = rec
     return wrapper
+
+
+_WRAPPER = """\
+def {fn}({params}):
+    _seam_push(_seam_name)
+    try:
+        return _seam_rec.impl({params})
+    except BaseException as _seam_exc:
+        _seam_blame(_seam_exc, tuple(_seam_running))
+        raise
+    finally:
+        _seam_pop()
+"""
+"""The wrapper of a lesson function whose parameters are all plain: the same
+work as ``swappable``'s own, without packing the arguments into a tuple and a
+dict on every call (a kernel makes about a thousand such calls a lifecycle)."""
+
+
+def _same_parameters(fn: Callable[..., Any], rec: LessonFunction, name: str) -> Any:
+    """``_WRAPPER`` made for ``fn`` (None if a parameter has a default or is
+    not positional-or-keyword). Its source goes into ``linecache``, so a
+    traceback through it reads like one through ``swappable``'s wrapper."""
+    params = list(inspect.signature(fn).parameters.values())
+    plain = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    if not all(p.kind is plain and p.default is p.empty for p in params):
+        return None
+    src = _WRAPPER.format(fn=fn.__name__, params=", ".join(p.name for p in params))
+    filename = f"<lesson function {name}>"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    namespace: dict[str, Any] = {
+        "_seam_push": _RUNNING.append,
+        "_seam_pop": _RUNNING.pop,
+        "_seam_name": name,
+        "_seam_rec": rec,
+        "_seam_blame": _blame,
+        "_seam_running": _RUNNING,
+    }
+    exec(compile(src, filename, "exec"), namespace)  # our own template, names checked above
+    return namespace[fn.__name__]
 
 
 def _blame(exc: BaseException, chain: tuple[str, ...]) -> None:
