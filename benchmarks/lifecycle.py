@@ -29,10 +29,12 @@ __all__ = ["lifecycle", "run"]
 RUNS = 21
 BASE = 0x400000
 PAGES = 64
-BEFORE_RATIO = 250_000
-"""The lifecycle's median as a multiple of the baseline before issue 6's work,
-measured this way (CPU time) against commit 2718b1c, interleaved with the
-current code in one run: 12.8 ms then, 9.7 ms after (186,000x)."""
+BEFORE_RATIO = 200_000
+"""The lifecycle's median as a multiple of the baseline before issue 6's work:
+issue 6's own figure ("~28 ms = 200 k baseline stores"). Measured this way
+(CPU time) against commit 2718b1c, interleaved with the current code: 185,000x
+to 214,000x on 2026-11-26 (245,000x in an earlier run on a faster state of
+this machine), so the target is half of the issue's figure."""
 
 
 def baseline_ns() -> float:
