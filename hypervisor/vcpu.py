@@ -42,6 +42,7 @@ class VCpu:
         self._xen = xen
         self._v = state
         self._tracer = xen.tracer
+        self._mem = xen.mem
 
     def __repr__(self) -> str:
         return f"<VCpu d{self._v.domain.domid}v{self._v.vcpu_id} cr3={self.cr3:#x}>"
@@ -166,8 +167,9 @@ class VCpu:
 
     def _poke(self, mfn: int, offset: int, data: bytes) -> None:
         """Raw bytes into a frame (writes to non-RAM frames are dropped)."""
-        if self._xen.mem.is_ram(mfn):
-            self._xen.mem.write(mfn, offset, data)
+        mem = self._mem
+        if 0 <= mfn < mem.total_frames:  # mem.is_ram, inlined
+            mem.write(mfn, offset, data)
 
     def read(self, va: int, n: int) -> bytes:
         """``n`` bytes from ``va`` (may cross pages). A read that walks the

@@ -98,13 +98,13 @@ def _walk(
     if write and not rights & _PAGE_RW:
         why = _denied(mem, root, va, levels, _PAGE_RW, "read-only")
         raise WalkFault(va, _code(write, user) | FAULT_PRESENT, 1, why)
-    if set_ad:
+    if set_ad:  # (every table walked holds a present entry: it is in ``frames``)
         if unaccessed is not None:
             for tmfn, slot in unaccessed:
-                mem.words(tmfn)[slot] |= _PAGE_ACCESSED
+                frames[tmfn][slot] |= _PAGE_ACCESSED
         want = entry | _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0)
         if want != entry:
-            mem.words(l1_mfn)[l1_slot] = entry = want
+            frames[l1_mfn][l1_slot] = entry = want
     return table, rights, l1_mfn, l1_slot, entry
 
 
