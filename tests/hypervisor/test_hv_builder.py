@@ -10,14 +10,18 @@ compares every frame and every table byte."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hypervisor import Hypervisor, abi, steps
+from hypervisor.builder import _leaves
 from hypervisor.mm.adjust import unadjust_guest_l3e
 from hypervisor.mm.frames import FrameInfo, PageInfo, PageType
 from hypervisor.mm.refs import get_page, get_page_type
 from hypervisor.mm.state import XenState
 from hypervisor.mm.upper import PAE_FIRST_XEN_L2_SLOT, XEN_L4_SLOTS, promote_l2_table
 
+P, RW = abi._PAGE_PRESENT, abi._PAGE_RW
 LAYOUTS = [(64, 2048), (32, 2048), (64, 70), (32, 600)]
 """(guest width, nr_pages): the course's boot and small domains."""
 CROSSING = (64, 263_000)
@@ -96,3 +100,14 @@ def test_builder_runs_no_validation() -> None:
     with steps.override(promote_l2_table, counting):
         _built(64, 2048)
     assert calls == []
+
+
+@given(
+    st.lists(st.integers(0, (1 << 40) - 1), min_size=1, max_size=600),
+    st.sampled_from([P | RW | abi._PAGE_ACCESSED, 0x10000000000067, 0x21, (1 << 63) | 0xFFF]),
+)
+def test_builder_leaves_are_make_pte_of_each_frame(mfns: list[int], prot: int) -> None:
+    """The bootstrap L1 entries, computed on all frames at once, equal
+    ``make_pte`` of each frame (no lane's bits cross into the next)."""
+    leaves = _leaves([abi.Mfn(m) for m in mfns], prot)
+    assert list(leaves) == [abi.make_pte(abi.Mfn(m), prot) for m in mfns]
