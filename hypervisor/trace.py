@@ -102,11 +102,7 @@ class StoreRecord:
     ) -> StoreRecord:
         """The record of writing ``data`` (a full page of one byte value is
         replaced by a shared copy, so zeroing pages keeps no memory)."""
-        if len(data) == PAGE_BYTES and data[0] == data[-1]:
-            same = _UNIFORM_PAGES[data[0]]
-            if data == same:
-                data = same
-        return cls(clock, domid, vcpu, va, data, user, op)
+        return cls(clock, domid, vcpu, va, _shared(data), user, op)
 
     def payload(self) -> bytes:
         """The bytes that were written."""
@@ -115,6 +111,17 @@ class StoreRecord:
 
 PAGE_BYTES = 4096
 _UNIFORM_PAGES = [bytes((b,)) * PAGE_BYTES for b in range(256)]
+
+
+def _shared(data: bytes) -> bytes:
+    """``data``, or the shared copy of it if it is a page of one byte value."""
+    if len(data) == PAGE_BYTES and data[0] == data[-1]:
+        same = _UNIFORM_PAGES[data[0]]
+        if data == same:
+            return same
+    return data
+
+
 MAX_ACCESS = 1 << 24
 """The longest store or load a parsed trace may ask for (16 MiB)."""
 
@@ -261,7 +268,10 @@ class Tracer:
 
     def __init__(self, total_frames: int = 0, config: Mapping[str, Any] | None = None) -> None:
         self.clock = 0
-        self.records: list[Record] = []
+        self._records: list[Record | tuple[Any, ...]] = []
+        self._raw_from = -1
+        """Index of the first guest store kept as a plain tuple, not yet made a
+        :class:`StoreRecord` (-1: none; see :meth:`store`)."""
         self.enabled = True
         self.record_stores = True
         """Record guest stores and table-walking loads (what a replay needs)."""
@@ -280,14 +290,42 @@ class Tracer:
         self.clock += 1
         return self.clock
 
+    @property
+    def records(self) -> list[Record]:
+        """Every record so far, in order."""
+        if self._raw_from >= 0:
+            self._make_store_records()
+        return self._records  # type: ignore[return-value]
+
+    def _make_store_records(self) -> None:
+        recs, of = self._records, StoreRecord.of
+        for i in range(self._raw_from, len(recs)):
+            r = recs[i]
+            if type(r) is tuple:
+                recs[i] = of(*r)
+        self._raw_from = -1
+
     def emit(self, record: Record) -> None:
         """Append ``record`` (if enabled) and show it to every listener."""
         if not isinstance(record, _RECORD_TYPES):
             raise TypeError(f"record must be a trace record, not {type(record).__name__}")
         if self.enabled:
-            self.records.append(record)
+            self._records.append(record)
         for listener in self._listeners:
             listener(record)
+
+    def store(
+        self, clock: int, domid: int, vcpu: int, va: int, data: bytes, user: bool, op: str
+    ) -> None:
+        """Record a guest store (:class:`StoreRecord` fields, in order). With
+        no listener, its record is made only when ``records`` is read: a
+        kernel writes hundreds of pages for every record anyone reads."""
+        if self._listeners:
+            self.emit(StoreRecord.of(clock, domid, vcpu, va, data, user, op))
+        elif self.enabled:
+            if self._raw_from < 0:
+                self._raw_from = len(self._records)
+            self._records.append((clock, domid, vcpu, va, _shared(data), user, op))
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(record)`` for every record made from now on."""

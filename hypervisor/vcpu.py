@@ -16,7 +16,7 @@ from hypervisor.hypercalls.common import guest_va_ok
 from hypervisor.mm.domain import PvVcpu
 from hypervisor.mm.ptwr import ptwr_emulate
 from hypervisor.mm.state import XenState
-from hypervisor.trace import LoadRecord, PageFaultRecord, StoreRecord
+from hypervisor.trace import LoadRecord, PageFaultRecord
 
 __all__ = ["VCpu"]
 
@@ -159,11 +159,7 @@ class VCpu:
         if tracer.record_stores:
             v = self._v
             at = va if type(va) is int else -1
-            tracer.emit(
-                StoreRecord.of(
-                    tracer.clock, v.domain.domid, v.vcpu_id, at, data, v.in_user_mode, op
-                )
-            )
+            tracer.store(tracer.clock, v.domain.domid, v.vcpu_id, at, data, v.in_user_mode, op)
 
     def _poke(self, mfn: int, offset: int, data: bytes) -> None:
         """Raw bytes into a frame (writes to non-RAM frames are dropped)."""
