@@ -11,8 +11,6 @@ may point at the table itself, or at another validated table of the same level
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import compress, repeat
-from operator import and_
 
 from hypervisor import rules, steps
 from hypervisor.abi import (
@@ -91,11 +89,21 @@ def guest_slots(level: int, pg: PageInfo, d: PvDomain) -> Sequence[int]:
     return range(512)
 
 
+_PRESENT_BYTE = bytes(b & _PAGE_PRESENT for b in range(256))
+"""Maps an entry's low byte to 1 if it has PRESENT, else 0."""
+
+
 def present_guest_slots(words: memoryview, level: int, pg: PageInfo, d: PvDomain) -> list[int]:
     """The slots of :func:`guest_slots` whose entry is present, in order. The
-    scan for PRESENT runs in C; only present entries cost a Python step (an
-    L4 holds a few dozen of its 496 guest slots)."""
-    present = compress(range(512), map(and_, words.tolist(), repeat(_PAGE_PRESENT)))
+    scan runs in C over the entries' low bytes (little-endian: every 8th
+    byte, from 0); only present entries cost a Python step (an upper table
+    holds a handful of its 512 slots)."""
+    flags = words.tobytes()[::8].translate(_PRESENT_BYTE)
+    present: list[int] = []
+    slot = flags.find(1)
+    while slot >= 0:
+        present.append(slot)
+        slot = flags.find(1, slot + 1)
     if level == 4:
         return [slot for slot in present if not 256 <= slot < 272]
     end = len(guest_slots(level, pg, d))
