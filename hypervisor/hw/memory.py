@@ -68,14 +68,20 @@ class Memory:
         is forgotten: a zeroed page keeps no storage."""
         n = len(data)
         zeros = data == ZERO_PAGE if n == PAGE_SIZE else data.count(0) == n
+        page = self._pages.get(mfn)
         if zeros:
-            page = self._pages.get(mfn)
             if page is not None:
                 page[offset : offset + n] = data
                 if page == ZERO_PAGE:
                     self.zero(mfn)
             return
-        self.page(mfn)[offset : offset + n] = data
+        if page is not None:
+            page[offset : offset + n] = data
+        elif n == PAGE_SIZE:  # a whole page into a frame never written: the page is a copy
+            page = self._pages[mfn] = bytearray(data)
+            self._words[mfn] = memoryview(page).cast("Q")
+        else:
+            self.page(mfn)[offset : offset + n] = data
 
     def frame_bytes(self, mfn: int) -> bytes:
         """A copy of the frame's 4096 bytes."""
