@@ -151,8 +151,7 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
     """
     l1pg, words = xen.frames[l1mfn], xen.mem.words(l1mfn)
     pt_dom, pg_dom = batch.pt_owner, batch.pg_owner
-    frames, fast_l1 = xen.frames, xen.fast_l1
-    made = frames.made
+    made, fast_l1 = xen.frames.made, xen.fast_l1
     l1_mask, pv64, fd = pt_dom.l1_mask, pt_dom.pv64, pg_dom.domid
     base = l1mfn << PAGE_SHIFT
     try:
@@ -184,8 +183,8 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                 if not (ol1e ^ nl1e) & fast_l1:
                     words[slot] = nl1e | kept
                     continue
-                key: Mfn = (nl1e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment]
-                pg = made(key) or frames.get(key)
+                # (a record not made yet reads None: mod_l1_entry's path makes it)
+                pg = made((nl1e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[arg-type]
                 if (
                     pg is not None
                     and pg.owner == fd
@@ -197,8 +196,7 @@ def _l1_run(xen: XenState, reqs: Sequence[Any], i: int, l1mfn: Mfn, batch: _Batc
                         pg.type_count += 1
                     words[slot] = nl1e | kept
                     if ol1e & _PAGE_PRESENT:  # (I/O frames have no metadata: old None)
-                        key = (ol1e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment]
-                        old = made(key) or frames.get(key)
+                        old = made((ol1e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[arg-type]
                         if old is not None and old.count > 1:
                             if ol1e & _PAGE_RW:
                                 old.type_count -= 1

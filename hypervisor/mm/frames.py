@@ -96,9 +96,9 @@ class FrameTable(dict[Mfn, PageInfo]):
     @property
     def made(self) -> Callable[[Mfn], PageInfo | None]:
         """This table's ``dict.get`` (C speed): a record already made, else
-        None. Hot loops look a frame up as ``made(mfn) or table.get(mfn)``
-        (a record is always true), so only a frame whose record is pending
-        -- or that has none -- pays for :meth:`get`."""
+        None. The fast paths of hot loops look frames up with it, and send an
+        entry whose frame reads None -- no record, or one not made yet -- down
+        the general path, which looks again with :meth:`get`."""
         return dict.get.__get__(self)  # type: ignore[no-any-return]
 
     def add_bulk(self, mfns: Iterable[Mfn], args: PageInfoArgs) -> None:

@@ -216,14 +216,13 @@ def promote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     """
     d = xen.domains[pg.owner]  # type: ignore[index]
     words = xen.mem.peek(mfn)  # writable whenever an entry is present
-    frames, domid, mask, pv64 = xen.frames, d.domid, d.l1_mask, d.pv64
-    made = frames.made
+    made, domid, mask, pv64 = xen.frames.made, d.domid, d.l1_mask, d.pv64
     for slot, e in enumerate(words.tolist()):
         if not e & _PAGE_PRESENT:
             continue
         flip = 0
-        key: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment]
-        target = made(key) or frames.get(key)
+        # (a record not made yet reads None: that entry takes the full path)
+        target = made((e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[arg-type]
         if target is None or target.owner != domid or e & mask or target.xen_heap:
             flip = _promote_entry(xen, mfn, words, slot, e, d)
         elif not e & _PAGE_RW:
@@ -293,13 +292,12 @@ def demote_l1_table(xen: XenState, mfn: Mfn, pg: PageInfo) -> None:
     ``put_page_from_l1e``'s common case is inlined: a reference that is not
     the frame's last (a writable entry's type reference with it)."""
     d = xen.domains[pg.owner]  # type: ignore[index]
-    frames = xen.frames
-    made = frames.made
+    made = xen.frames.made
     for e in xen.mem.peek(mfn).tolist():
         if e & _PAGE_PRESENT:
-            # (I/O frames have no metadata: target None)
-            key: Mfn = (e & PTE_MFN_MASK) >> PAGE_SHIFT  # type: ignore[assignment]
-            target = made(key) or frames.get(key)
+            # (I/O frames have no metadata, and a record not made yet reads
+            # None: both take put_page_from_l1e's full path)
+            target = made((e & PTE_MFN_MASK) >> PAGE_SHIFT)  # type: ignore[arg-type]
             if target is not None and target.count > 1:
                 if e & _PAGE_RW:
                     target.type_count -= 1
