@@ -270,8 +270,8 @@ class Tracer:
         self.clock = 0
         self._records: list[Record | tuple[Any, ...]] = []
         self._raw_from = -1
-        """Index of the first guest store kept as a plain tuple, not yet made a
-        :class:`StoreRecord` (-1: none; see :meth:`store`)."""
+        """Index of the first record kept as a ``(class, *fields)`` tuple, not
+        made yet (-1: none; see :meth:`defer`)."""
         self.enabled = True
         self.record_stores = True
         """Record guest stores and table-walking loads (what a replay needs)."""
@@ -294,15 +294,16 @@ class Tracer:
     def records(self) -> list[Record]:
         """Every record so far, in order."""
         if self._raw_from >= 0:
-            self._make_store_records()
+            self._make_pending()
         return self._records  # type: ignore[return-value]
 
-    def _make_store_records(self) -> None:
-        recs, of = self._records, StoreRecord.of
+    def _make_pending(self) -> None:
+        """Make the records kept as ``(class, *fields)`` tuples (:meth:`defer`)."""
+        recs = self._records
         for i in range(self._raw_from, len(recs)):
             r = recs[i]
             if type(r) is tuple:
-                recs[i] = of(*r)
+                recs[i] = r[0](*r[1:])
         self._raw_from = -1
 
     def emit(self, record: Record) -> None:
@@ -314,18 +315,28 @@ class Tracer:
         for listener in self._listeners:
             listener(record)
 
+    def defer(self, cls: type[Record], *fields: Any) -> None:
+        """Record ``cls(*fields)`` (if enabled). With no listener the record
+        is made only when ``records`` is read: a kernel's run makes hundreds
+        of records for every one anyone reads."""
+        if self._listeners:
+            self.emit(cls(*fields))
+        elif self.enabled:
+            if self._raw_from < 0:
+                self._raw_from = len(self._records)
+            self._records.append((cls, *fields))
+
     def store(
         self, clock: int, domid: int, vcpu: int, va: int, data: bytes, user: bool, op: str
     ) -> None:
-        """Record a guest store (:class:`StoreRecord` fields, in order). With
-        no listener, its record is made only when ``records`` is read: a
-        kernel writes hundreds of pages for every record anyone reads."""
+        """Record a guest store (:class:`StoreRecord` fields, in order), a
+        page of one byte value as the shared copy (:meth:`defer`)."""
         if self._listeners:
             self.emit(StoreRecord.of(clock, domid, vcpu, va, data, user, op))
         elif self.enabled:
             if self._raw_from < 0:
                 self._raw_from = len(self._records)
-            self._records.append((clock, domid, vcpu, va, _shared(data), user, op))
+            self._records.append((StoreRecord, clock, domid, vcpu, va, _shared(data), user, op))
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(record)`` for every record made from now on."""

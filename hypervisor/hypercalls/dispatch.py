@@ -87,10 +87,17 @@ def invoke(
         exc = refusal(spec.name, err, err.done)
         log_refusal(v, clock, spec.name, exc, slot)
         raise exc from None
-    xen.tracer.emit(
-        HypercallRecord(
-            clock, v.domain.domid, v.vcpu_id, spec.name, traced, 0, _done(result), depth=depth
-        )
+    xen.tracer.defer(
+        HypercallRecord,
+        clock,
+        v.domain.domid,
+        v.vcpu_id,
+        spec.name,
+        traced,
+        0,
+        _done(result),
+        "",
+        depth,
     )
     return result
 

@@ -1,5 +1,6 @@
-"""Guest stores in the trace: kept cheaply until the trace is read, then read
-back as ``StoreRecord``s in their place among the other records."""
+"""Guest stores and hypercalls in the trace: kept cheaply until the trace is
+read, then read back as records, in order; a listener gets each record at
+once."""
 
 from __future__ import annotations
 
@@ -62,3 +63,18 @@ def test_records_not_recorded_when_the_tracer_is_disabled() -> None:
     n = len(xen.trace.records)
     v.write(va, b"z")
     assert len(xen.trace.records) == n
+
+
+def test_a_listener_gets_the_hypercall_record_at_once() -> None:
+    xen, v, _ = _guest()
+    seen: list[Record] = []
+    xen.trace.add_listener(seen.append)
+    v.mmuext_op([abi.MmuExtOp(abi.MMUEXT_TLB_FLUSH_LOCAL)])
+    assert HypercallRecord in [type(r) for r in seen]
+
+
+def test_a_hypercall_reads_back_with_its_arguments_and_result() -> None:
+    xen, v, _ = _guest()
+    v.mmuext_op([abi.MmuExtOp(abi.MMUEXT_TLB_FLUSH_LOCAL)])
+    rec = [r for r in xen.trace.records if isinstance(r, HypercallRecord)][-1]
+    assert (rec.op, rec.result, rec.done, rec.depth) == ("mmuext_op", 0, 1, 0)
