@@ -109,6 +109,15 @@ def test_validation_zeroes_l3_slots_4_and_up(pae: Guest) -> None:
     assert entry(pae.xen, l3, 511) == 0
 
 
+def test_refused_l3_pin_leaves_slots_4_and_up_zeroed(pae: Guest) -> None:
+    """Xen's ``promote_l3_table`` clears slots 4-511 of a PAE L3 before it
+    checks slot 3; the refusal that follows does not restore them."""
+    l3 = pae.fresh()
+    pae.set_entry(l3, 4, 0x1234_5000)
+    refused_with(pae.xen, lambda: pae.pin(3, l3), errno.EINVAL, rule="l3.pae-missing-xen-l2")
+    assert entry(pae.xen, l3, 4) == 0
+
+
 @pytest.mark.parametrize("slot", [3, 4, 511])
 def test_update_of_l3_slot_3_or_above_is_einval(pae: Guest, slot: int) -> None:
     top = pae.vcpu.cr3
